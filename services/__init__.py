@@ -1,0 +1,1 @@
+"""Deployable services. `python -m services --target all` runs any subset of them in one process."""

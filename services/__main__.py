@@ -1,0 +1,75 @@
+"""One entry point for every deployment shape: `python -m services --target all` on a laptop,
+`--target ingest` / `--target stream,query,etl` / `--target live` as separate containers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from services.runtime import TARGETS, build_app, parse_targets
+from shared.settings import CommonSettings
+
+KEY_VARIABLES = ("ANALYTICS_INGEST_KEYS", "ANALYTICS_READ_KEYS", "ANALYTICS_ADMIN_KEYS")
+
+
+def generated_keys(data_dir: Path) -> dict[str, str]:
+    """Keys for a local run: generated once, kept in data/keys.env, printed at every start."""
+    path = data_dir / "keys.env"
+    if path.exists():
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        keys = {name.strip(): value.strip() for name, value in pairs}
+        if all(keys.get(name) for name in KEY_VARIABLES):
+            return keys
+    keys = {name: secrets.token_urlsafe(24) for name in KEY_VARIABLES}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}={value}\n" for name, value in keys.items()))
+    path.chmod(0o600)
+    return keys
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
+    parser.add_argument(
+        "--target", default=os.environ.get("ANALYTICS_TARGET", "all"), help=f"all or a subset of {','.join(TARGETS)}"
+    )
+    parser.add_argument("--host", default=os.environ.get("ANALYTICS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ANALYTICS_PORT", "8000")))
+    parser.add_argument(
+        "--generate-keys", action="store_true", help="when no keys are configured, generate and keep them under data/"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        targets = parse_targets(args.target)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = CommonSettings()
+    if not settings.has_keys and args.generate_keys:
+        keys = generated_keys(settings.data_dir)
+        os.environ.update(keys)
+        settings = CommonSettings()
+        print("No access keys configured; using the generated ones kept in", settings.data_dir / "keys.env")
+        for name, value in keys.items():
+            print(f"  {name}={value}")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = build_app(settings, targets)
+    print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""live service (being built)."""
+
+from __future__ import annotations
+
+from services.component import BaseComponent
+
+
+def component() -> BaseComponent:
+    return BaseComponent(name="live")

@@ -1,0 +1,40 @@
+"""The faust-streaming app: built from explicit settings, started inside any running event loop.
+
+faust-streaming has open issues about running inside another loop (#322, #448); we never call
+`app.main()` or a Worker, only `await app.start()` / `await app.stop()` on the caller's loop, which is
+what `tests/test_pipeline.py` exercises in the all-in-one process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from services.stream.settings import StreamSettings
+from shared.constants import loader_group
+
+QUIET_LOGGERS = ("faust", "mode", "aiokafka")
+
+
+def build_faust_app(bootstrap_servers: str, topic_prefix: str, settings: StreamSettings) -> faust.App:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    brokers = [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
+    return faust.App(
+        loader_group(topic_prefix),
+        broker=brokers,
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        autodiscover=False,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=settings.batch_size,
+        broker_commit_interval=settings.commit_interval_seconds,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+    )

@@ -1,0 +1,19 @@
+"""Stream-processor settings (prefix STREAM_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.constants import MAX_MESSAGE_BYTES
+
+
+class StreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAM_", extra="ignore")
+
+    batch_size: int = Field(10_000, ge=1, le=200_000, description="Rows per ClickHouse insert at most")
+    flush_seconds: float = Field(1.0, gt=0, le=60, description="Insert at least this often when events arrive")
+    commit_interval_seconds: float = Field(1.0, gt=0, le=60)
+    max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
+    retry_max_seconds: float = Field(30.0, gt=0, description="Longest pause between ClickHouse retries")
+    live_enabled: bool = Field(True, description="Publish live counts to the live-updates topic")

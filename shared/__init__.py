@@ -1,0 +1,1 @@
+"""Code shared by every service: event model, settings, Kafka and ClickHouse clients, auth, errors."""

@@ -1,0 +1,154 @@
+"""The event contract: what producers send (`IncomingEvent`), what travels on Kafka (`StoredEvent`),
+and the row the loader writes to ClickHouse. Producer and every consumer import these models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.constants import MAX_EVENT_NAME_LENGTH, MAX_PROPERTIES_BYTES
+
+MAX_ID_LENGTH = 200
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp without a zone is UTC; one with a zone is converted to UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, the precision ClickHouse stores."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def clickhouse_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def check_timestamp(moment: datetime) -> datetime:
+    moment = as_utc(moment)
+    if not MIN_TIMESTAMP <= moment < MAX_TIMESTAMP:
+        raise ValueError("timestamp must be between 1970-01-01 and 2200-01-01")
+    return moment
+
+
+def check_properties(properties: dict[str, Any]) -> dict[str, Any]:
+    if len(orjson.dumps(properties)) > MAX_PROPERTIES_BYTES:
+        raise ValueError(f"properties must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
+    return properties
+
+
+class IncomingEvent(BaseModel):
+    """One event as a producer posts it to /api/v1/events."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    event: str = Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH, description="Event name")
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    anonymous_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    timestamp: datetime | None = Field(None, description="ISO 8601; UTC when no zone; default: time received")
+    properties: dict[str, Any] = Field(default_factory=dict, description="JSON object, at most 32 KiB")
+    event_id: uuid.UUID | None = Field(None, description="Idempotency key; generated when absent")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_range(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else check_timestamp(value)
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_properties(value)
+
+    @model_validator(mode="after")
+    def needs_an_identity(self) -> IncomingEvent:
+        if self.user_id is None and self.anonymous_id is None:
+            raise ValueError("one of user_id or anonymous_id is required")
+        return self
+
+    def to_stored(self, received_at: datetime, source: str = "api") -> StoredEvent:
+        return StoredEvent(
+            event_id=self.event_id or uuid.uuid4(),
+            event=self.event,
+            user_id=self.user_id if self.user_id is not None else str(self.anonymous_id),
+            timestamp=self.timestamp or received_at,
+            received_at=received_at,
+            properties=self.properties,
+            source=source,
+        )
+
+
+class StoredEvent(BaseModel):
+    """An accepted event as it travels on the events topic (JSON) and lands in ClickHouse."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: uuid.UUID
+    event: str = Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field("api", max_length=32)
+
+    @field_validator("timestamp", "received_at")
+    @classmethod
+    def _timestamp_in_range(cls, value: datetime) -> datetime:
+        return check_timestamp(value)
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_properties(value)
+
+    def to_message(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": str(self.event_id),
+                "event": self.event,
+                "user_id": self.user_id,
+                "timestamp": iso_utc(self.timestamp),
+                "received_at": iso_utc(self.received_at),
+                "properties": self.properties,
+                "source": self.source,
+            }
+        )
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: the user id, so one user's events stay in order on one partition."""
+        return self.user_id.encode()
+
+    def to_row(self) -> dict[str, Any]:
+        """The analytics_events row (JSONEachRow), properties kept as a JSON string."""
+        return {
+            "event_id": str(self.event_id),
+            "event": self.event,
+            "user_id": self.user_id,
+            "timestamp": clickhouse_time(self.timestamp),
+            "received_at": clickhouse_time(self.received_at),
+            "properties": orjson.dumps(self.properties).decode(),
+            "source": self.source,
+        }
+
+
+class DeadLetter(BaseModel):
+    """A message that can never be loaded, with why. Replayable once the cause is fixed."""
+
+    reason: str
+    stage: str = Field(description="ingest or stream")
+    payload: Any = Field(description="The original item (parsed JSON) or, if undecodable, its text")
+    errors: list[Any] = Field(default_factory=list)
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_message(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))

@@ -1,0 +1,124 @@
+"""The HTTP edge shared by every service: error bodies, status codes, auth dependencies, health.
+
+HTTP status codes are decided here and only here: services raise `shared.errors` kinds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import errors
+from shared.auth import KeyRing, Role
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.AnalyticsError], int] = {
+    errors.InvalidRequest: 422,
+    errors.MalformedBody: 400,
+    errors.NotFound: 404,
+    errors.PayloadTooLarge: 413,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.RateLimited: 429,
+    errors.BrokerUnavailable: 503,
+    errors.StorageUnavailable: 503,
+    errors.QueryTimeout: 504,
+    errors.QueryFailed: 500,
+}
+RETRY_AFTER_SECONDS = {errors.BrokerUnavailable: 2, errors.StorageUnavailable: 5, errors.QueryTimeout: 10}
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a machine-readable code, a sentence for people, optional details."""
+
+    error: str
+    message: str
+    details: Any = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in [(401, "Missing or unknown key"), (403, "Key lacks the role"), (422, "Invalid input")]
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
+    body = ErrorBody(error=code, message=message, details=details).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_of(exc: errors.AnalyticsError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]  # type: ignore[index]
+    return 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error kind to its status and a JSON body; nothing leaks a stack trace."""
+
+    @app.exception_handler(errors.AnalyticsError)
+    async def analytics_error(_: Request, exc: errors.AnalyticsError) -> JSONResponse:
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        for kind, seconds in RETRY_AFTER_SECONDS.items():
+            if isinstance(exc, kind):
+                headers["Retry-After"] = str(seconds)
+        if isinstance(exc, errors.Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return error_response(status_of(exc), exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        fields = sorted({".".join(str(p) for p in d["loc"][1:]) or str(d["loc"][0]) for d in details if d["loc"]})
+        message = f"invalid {', '.join(fields)}" if fields else "invalid request"
+        return error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error: %r", exc)
+        return error_response(500, "internal_error", "unexpected error; it has been logged")
+
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An ingest, read or admin access key")
+
+
+def keyring_of(request: Request) -> KeyRing:
+    return request.app.state.keyring
+
+
+def require(role: Role) -> Callable[..., Awaitable[Role]]:
+    """A dependency that admits keys granting `role` (401 without a known key, 403 without the role)."""
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    ) -> Role:
+        token = credentials.credentials if credentials else None
+        return keyring_of(request).authorize(token, role)
+
+    check.__name__ = f"require_{role.value}"
+    return check
+
+
+IngestKey = Annotated[Role, Depends(require(Role.INGEST))]
+ReadKey = Annotated[Role, Depends(require(Role.READ))]
+AdminKey = Annotated[Role, Depends(require(Role.ADMIN))]

@@ -1,0 +1,131 @@
+"""Kafka helpers: topic creation and a durable producer that answers within a deadline.
+
+`DurableProducer.send_all` returns only when Kafka acknowledged every message (acks=all, idempotent
+producer) and raises `BrokerUnavailable` when that did not happen within the deadline, so the HTTP
+edge never answers 202 for something Kafka did not take, and never hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    partitions: int
+    config: Mapping[str, str] | None = None
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Mapping[str, TopicSpec], timeout: float = 30.0) -> None:
+    """Create missing topics (replication 1 is right for a single broker; raise it in production)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config or {}))
+            for name, spec in topics.items()
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+class DurableProducer:
+    """An idempotent acks=all producer that (re)connects in the background."""
+
+    def __init__(self, bootstrap_servers: str, *, ack_timeout: float = 5.0, client_id: str = "analytics") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.ack_timeout = ack_timeout
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    def _build(self) -> AIOKafkaProducer:
+        # Batches that cannot be delivered expire after request_timeout_ms, shorter than the HTTP
+        # deadline, so a message we answered 503 for is not delivered later by a background retry.
+        expiry_ms = max(1000, int(self.ack_timeout * 1000) - 500)
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            max_request_size=2 * 1024 * 1024,
+            request_timeout_ms=expiry_ms,
+            retry_backoff_ms=100,
+        )
+
+    async def start(self) -> None:
+        """Connect now if Kafka answers; otherwise keep trying in the background."""
+        if not await self._try_connect():
+            self._connecting = asyncio.create_task(self._connect_forever())
+
+    async def _try_connect(self) -> bool:
+        producer = self._build()
+        try:
+            await asyncio.wait_for(producer.start(), self.ack_timeout * 2)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("kafka producer not connected yet: %s", exc)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return False
+        self._producer = producer
+        return True
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while not await self._try_connect():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
+        """Send and wait for every acknowledgement, or raise BrokerUnavailable by the deadline."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("the event broker is not reachable; retry later")
+        try:
+            async with asyncio.timeout(self.ack_timeout):
+                futures = [await producer.send(m.topic, m.value, key=m.key) for m in messages]
+                await asyncio.gather(*futures)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("kafka did not acknowledge in %.1fs: %r", self.ack_timeout, exc)
+            raise BrokerUnavailable("the event broker did not acknowledge in time; retry later") from exc
+
+    async def stop(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self._producer is not None:
+            # flush() inside stop() delivers what is still buffered before we exit.
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,99 @@
+"""Settings every service shares: where Kafka and ClickHouse are, the access keys, the topic prefix.
+
+Only entry points build settings (from the environment); shared clients take explicit arguments.
+Each service adds its own prefixed settings class beside its code (e.g. services/ingest/settings.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "test", "xxx", "todo"}
+MIN_KEY_LENGTH = 16
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def split_keys(raw: str) -> tuple[SecretStr, ...]:
+    return tuple(SecretStr(k.strip()) for k in raw.split(",") if k.strip())
+
+
+class CommonSettings(BaseSettings):
+    """Kafka, ClickHouse, keys and naming, read from unprefixed environment variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    clickhouse_url: str = Field("", alias="CLICKHOUSE_URL", description="chdb:///path or http(s)://u:p@host:8123/db")
+    clickhouse_database: str = Field("analytics", alias="CLICKHOUSE_DATABASE")
+    data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
+    topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    topic_partitions: int = Field(4, alias="ANALYTICS_TOPIC_PARTITIONS", ge=1, le=256)
+    ingest_keys_raw: str = Field("", alias="ANALYTICS_INGEST_KEYS")
+    read_keys_raw: str = Field("", alias="ANALYTICS_READ_KEYS")
+    admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
+    cors_origins_raw: str = Field("", alias="ANALYTICS_CORS_ORIGINS")
+    log_level: str = Field("INFO", alias="ANALYTICS_LOG_LEVEL")
+
+    @field_validator("ingest_keys_raw", "read_keys_raw", "admin_keys_raw")
+    @classmethod
+    def refuse_weak_keys(cls, raw: str) -> str:
+        for key in split_keys(raw):
+            value = key.get_secret_value()
+            if value.lower() in PLACEHOLDER_KEYS or len(value) < MIN_KEY_LENGTH:
+                raise ValueError(f"access keys must be at least {MIN_KEY_LENGTH} characters and not a placeholder")
+        return raw
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def database_is_identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError("CLICKHOUSE_DATABASE must be a plain identifier")
+        return value
+
+    @property
+    def ingest_keys(self) -> tuple[SecretStr, ...]:
+        return split_keys(self.ingest_keys_raw)
+
+    @property
+    def read_keys(self) -> tuple[SecretStr, ...]:
+        return split_keys(self.read_keys_raw)
+
+    @property
+    def admin_keys(self) -> tuple[SecretStr, ...]:
+        return split_keys(self.admin_keys_raw)
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.ingest_keys or self.read_keys or self.admin_keys)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins_raw.split(",") if o.strip()]
+
+    @property
+    def resolved_clickhouse_url(self) -> str:
+        """The ClickHouse DSN; embedded chDB under data_dir unless CLICKHOUSE_URL says otherwise."""
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def resolved_database(self) -> str:
+        """Database from the URL path (http) or `?database=` (chdb), else CLICKHOUSE_DATABASE."""
+        parsed = urlparse(self.resolved_clickhouse_url)
+        name = parse_qs(parsed.query).get("database", [""])[0]
+        if not name and parsed.scheme.startswith("http"):
+            name = parsed.path.strip("/")
+        name = name or self.clickhouse_database
+        if not IDENTIFIER.match(name):
+            raise ValueError(f"invalid ClickHouse database name {name!r}")
+        return name
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.resolved_clickhouse_url.startswith("chdb:")
