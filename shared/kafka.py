@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.errors import BrokerUnavailable
 
@@ -118,9 +118,20 @@ class DurableProducer:
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             log.warning("kafka did not acknowledge in %.1fs: %r", self.ack_timeout, exc)
+            self._replace(producer)
             raise BrokerUnavailable("the event broker did not acknowledge in time; retry later") from exc
 
+    def _replace(self, producer: AIOKafkaProducer) -> None:
+        """Drop a producer that missed a deadline, with everything it still holds, and reconnect."""
+        if self._producer is not producer:
+            return  # another request already replaced it
+        self._producer = None
+        asyncio.create_task(abandon(producer))
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._connect_forever())
+
     async def stop(self) -> None:
+        """Flush what is buffered (every send we answered for is already acknowledged) and close."""
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -129,3 +140,24 @@ class DurableProducer:
             # flush() inside stop() delivers what is still buffered before we exit.
             await self._producer.stop()
             self._producer = None
+
+
+async def abandon(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
+    """Close a producer without delivering what it still buffers.
+
+    An idempotent aiokafka producer retries its batches until they are delivered, however long the
+    broker is away. A request we already answered 503 for must not appear later, so instead of
+    `stop()` (which flushes) we cancel its sender and fail its pending batches. This reaches into
+    aiokafka's internals, which is why it lives here, in one place, and is covered by
+    tests/test_pipeline.py::test_broker_down_answers_503_quickly_and_loses_nothing_acknowledged.
+    """
+    producer._closed = True  # noqa: SLF001 - see docstring
+    sender = producer._sender  # noqa: SLF001
+    task = sender.sender_task if sender is not None else None
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, timeout)
+    producer._message_accumulator.fail_all(KafkaConnectionError("producer abandoned after a missed deadline"))  # noqa: SLF001
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.client.close(), timeout)

@@ -1,0 +1,49 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA_LIBS := .cache/kafka-libs
+STAMP_PY := $(VENV)/.installed
+STAMP_KAFKA := $(KAFKA_LIBS)/.fetched
+PYTEST_ARGS ?=
+
+.PHONY: run test bench install kafka-jars lint format clean reset
+
+run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
+	$(PY) -m deploy.run_local
+
+test: install kafka-jars ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install kafka-jars ## Benchmarks (not part of `make test`); writes bench/results/latest.json
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
+
+install: $(STAMP_PY)
+
+$(STAMP_PY): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+kafka-jars: $(STAMP_KAFKA)
+
+$(STAMP_KAFKA): deploy/kafka/pom.xml
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check shared services deploy tests
+	$(VENV)/bin/ruff format --check shared services deploy tests
+
+format: install
+	$(VENV)/bin/ruff format shared services deploy tests
+	$(VENV)/bin/ruff check --fix shared services deploy tests
+
+reset: ## Delete all local state (events, snapshots, Kafka logs, generated keys)
+	rm -rf data
+
+clean: reset
+	rm -rf $(VENV) .cache .pytest_cache

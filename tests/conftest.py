@@ -1,0 +1,93 @@
+"""Fixtures: real Kafka and real ClickHouse, picked in this order:
+1. KAFKA_BOOTSTRAP_SERVERS / CLICKHOUSE_URL when set (an existing cluster);
+2. testcontainers (Kafka and ClickHouse server images) when a Docker engine answers;
+3. the local broker from deploy/ and embedded chDB (what runs here and in CI).
+Each test gets its own topic prefix (so its own topics and consumer groups) and its own database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.clickhouse import ClickHouse
+from tests.support import Environment, ServiceProcess, docker_answers, start_local_broker, unique_name
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    if docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = start_local_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_url() -> Iterator[str | None]:
+    """A ClickHouse server URL, or None to use embedded chDB (one data dir per process)."""
+    if os.environ.get("CLICKHOUSE_URL"):
+        yield os.environ["CLICKHOUSE_URL"]
+        return
+    if docker_answers():
+        from testcontainers.clickhouse import ClickHouseContainer
+
+        with ClickHouseContainer("clickhouse/clickhouse-server:25.8") as container:
+            yield container.get_connection_url().replace("clickhouse://", "http://")
+        return
+    yield None
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB directory this pytest process may open (chDB allows one per process)."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+async def clickhouse(clickhouse_server_url: str | None, chdb_path: Path) -> AsyncIterator[ClickHouse]:
+    """ClickHouse with the schema in a fresh database, for tests that load rows directly."""
+    url = clickhouse_server_url or f"chdb://{chdb_path}"
+    client = ClickHouse(url, unique_name("db_"))
+    await asyncio.to_thread(client.create_schema)
+    try:
+        yield client
+    finally:
+        try:
+            await client.command(f"DROP DATABASE IF EXISTS {client.database}")
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def environment(kafka_bootstrap: str, clickhouse_server_url: str | None, tmp_path: Path) -> Environment:
+    return Environment(kafka=kafka_bootstrap, clickhouse_url=clickhouse_server_url, workdir=tmp_path)
+
+
+@pytest.fixture
+def services(environment: Environment) -> Iterator[list[ServiceProcess]]:
+    """Processes a test starts; all are stopped at the end whatever happened."""
+    started: list[ServiceProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+def system(environment: Environment, services: list[ServiceProcess]) -> ServiceProcess:
+    """The all-in-one process (`python -m services --target all`), ready."""
+    process = environment.service("all")
+    services.append(process)
+    return process.start()
