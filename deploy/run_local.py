@@ -24,7 +24,11 @@ def main() -> int:
     broker.start()
     services = subprocess.Popen(
         [sys.executable, "-m", "services", "--generate-keys", *sys.argv[1:]],
-        env={**os.environ, "ANALYTICS_DATA_DIR": str(data), "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers},
+        env={
+            **os.environ,
+            "ANALYTICS_DATA_DIR": str(data),
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        },
         cwd=REPO,
     )
 

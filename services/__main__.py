@@ -36,12 +36,16 @@ def generated_keys(data_dir: Path) -> dict[str, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
     parser.add_argument(
-        "--target", default=os.environ.get("ANALYTICS_TARGET", "all"), help=f"all or a subset of {','.join(TARGETS)}"
+        "--target",
+        default=os.environ.get("ANALYTICS_TARGET", "all"),
+        help=f"all or a subset of {','.join(TARGETS)}",
     )
     parser.add_argument("--host", default=os.environ.get("ANALYTICS_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("ANALYTICS_PORT", "8000")))
     parser.add_argument(
-        "--generate-keys", action="store_true", help="when no keys are configured, generate and keep them under data/"
+        "--generate-keys",
+        action="store_true",
+        help="when no keys are configured, generate and keep them under data/",
     )
     return parser.parse_args(argv)
 

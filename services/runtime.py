@@ -28,6 +28,7 @@ from shared.clickhouse import ClickHouse
 from shared.constants import dead_letter_topic, events_topic, live_topic
 from shared.http import install_error_handlers
 from shared.kafka import DurableProducer, TopicSpec, ensure_topics
+from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ class Runtime:
         if needs_clickhouse:
             if self.settings.embedded_clickhouse:
                 self.lock_embedded_clickhouse()
-            self.clickhouse = ClickHouse(self.settings.resolved_clickhouse_url, self.settings.resolved_database)
+            self.clickhouse = ClickHouse(
+                self.settings.resolved_clickhouse_url, self.settings.resolved_database
+            )
             await asyncio.to_thread(self.clickhouse.create_schema)
         producers = [c for c in self.components.values() if c.uses_producer]
         if producers:
@@ -149,7 +152,9 @@ class Runtime:
         return {name: component.health() for name, component in self.components.items()}
 
 
-def build_app(settings: CommonSettings, targets: tuple[str, ...], extras: dict[str, Any] | None = None) -> FastAPI:
+def build_app(
+    settings: CommonSettings, targets: tuple[str, ...], extras: dict[str, Any] | None = None
+) -> FastAPI:
     """The FastAPI app for the chosen targets, with a lifespan that starts and stops them."""
     keyring = KeyRing(settings.ingest_keys, settings.read_keys, settings.admin_keys)
     if not keyring:
@@ -173,6 +178,9 @@ def build_app(settings: CommonSettings, targets: tuple[str, ...], extras: dict[s
     )
     app.state.runtime = runtime
     app.state.keyring = keyring
+    app.state.rate_limiter = RateLimiter(
+        {"ingest": settings.rate_limit_ingest, "query": settings.rate_limit_query}
+    )
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

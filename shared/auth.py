@@ -31,7 +31,9 @@ GRANTS: dict[Role, frozenset[Role]] = {
 class KeyRing:
     """The configured keys, checked in constant time against every one of them."""
 
-    def __init__(self, ingest: Iterable[SecretStr], read: Iterable[SecretStr], admin: Iterable[SecretStr]) -> None:
+    def __init__(
+        self, ingest: Iterable[SecretStr], read: Iterable[SecretStr], admin: Iterable[SecretStr]
+    ) -> None:
         self._keys: list[tuple[bytes, Role]] = [
             *((k.get_secret_value().encode(), Role.INGEST) for k in ingest),
             *((k.get_secret_value().encode(), Role.READ) for k in read),
@@ -59,7 +61,8 @@ class KeyRing:
             message = "missing access key" if not presented else "unknown access key"
             raise Unauthorized(f"{message}: send 'Authorization: Bearer <key>'")
         if needed not in GRANTS[kind]:
-            raise Forbidden(f"this {kind.value} key may not be used to {needed.value}; an {needed.value} or admin key is needed")
+            needs = f"an {needed.value} or admin key" if needed != Role.ADMIN else "an admin key"
+            raise Forbidden(f"this {kind.value} key lacks the {needed.value} role; {needs} is needed")
         return kind
 
 

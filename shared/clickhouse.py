@@ -82,14 +82,20 @@ class ClickHouse:
         timeout: float | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a SELECT and return its rows."""
-        full_sql = with_settings(sql, {"max_execution_time": timeout or self.query_timeout, **(settings or {})})
+        full_sql = with_settings(
+            sql, {"max_execution_time": timeout or self.query_timeout, **(settings or {})}
+        )
         return await self._run(self._query_rows, full_sql, dict(parameters or {}))
 
     async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT, ALTER)."""
-        return await self._run(lambda s, p: self._client().command(s, parameters=p), sql, dict(parameters or {}))
+        return await self._run(
+            lambda s, p: self._client().command(s, parameters=p), sql, dict(parameters or {})
+        )
 
-    async def insert_json_rows(self, table: str, block: bytes, settings: Mapping[str, Any] | None = None) -> None:
+    async def insert_json_rows(
+        self, table: str, block: bytes, settings: Mapping[str, Any] | None = None
+    ) -> None:
         """Insert newline-delimited JSON rows (JSONEachRow) in one block."""
         await self._run(self._insert_block, table, block, dict(settings or {}))
 
@@ -114,7 +120,11 @@ class ClickHouse:
         except ClickHouseError as exc:
             raise map_error(exc) from exc
         finally:
-            log.debug("clickhouse %s took %.1f ms", getattr(fn, "__name__", "call"), (time.perf_counter() - started) * 1e3)
+            log.debug(
+                "clickhouse %s took %.1f ms",
+                getattr(fn, "__name__", "call"),
+                (time.perf_counter() - started) * 1e3,
+            )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

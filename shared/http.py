@@ -47,11 +47,18 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in [(401, "Missing or unknown key"), (403, "Key lacks the role"), (422, "Invalid input")]
+    for code, text in [
+        (401, "Missing or unknown key"),
+        (403, "Key lacks the role"),
+        (422, "Invalid input"),
+        (429, "Rate limit exceeded for this key (see Retry-After)"),
+    ]
 }
 
 
-def error_response(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+):
     body = ErrorBody(error=code, message=message, details=details).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -81,9 +88,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
         ]
-        fields = sorted({".".join(str(p) for p in d["loc"][1:]) or str(d["loc"][0]) for d in details if d["loc"]})
+        fields = sorted(
+            {".".join(str(p) for p in d["loc"][1:]) or str(d["loc"][0]) for d in details if d["loc"]}
+        )
         message = f"invalid {', '.join(fields)}" if fields else "invalid request"
         return error_response(422, "validation_error", message, details)
 
@@ -105,6 +115,18 @@ def keyring_of(request: Request) -> KeyRing:
     return request.app.state.keyring
 
 
+RATE_SCOPE = {Role.INGEST: "ingest", Role.READ: "query", Role.ADMIN: "query"}
+
+
+def authorize(request: Request, token: str | None, role: Role) -> Role:
+    """Check the key for `role` (401/403), then its rate limit (429)."""
+    kind = keyring_of(request).authorize(token, role)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None and token:
+        limiter.check(token, RATE_SCOPE[role])
+    return kind
+
+
 def require(role: Role) -> Callable[..., Awaitable[Role]]:
     """A dependency that admits keys granting `role` (401 without a known key, 403 without the role)."""
 
@@ -113,7 +135,7 @@ def require(role: Role) -> Callable[..., Awaitable[Role]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Role:
         token = credentials.credentials if credentials else None
-        return keyring_of(request).authorize(token, role)
+        return authorize(request, token, role)
 
     check.__name__ = f"require_{role.value}"
     return check

@@ -35,7 +35,9 @@ class TopicSpec:
     config: Mapping[str, str] | None = None
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Mapping[str, TopicSpec], timeout: float = 30.0) -> None:
+async def ensure_topics(
+    bootstrap_servers: str, topics: Mapping[str, TopicSpec], timeout: float = 30.0
+) -> None:
     """Create missing topics (replication 1 is right for a single broker; raise it in production)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
     await asyncio.wait_for(admin.start(), timeout)
@@ -57,7 +59,9 @@ async def ensure_topics(bootstrap_servers: str, topics: Mapping[str, TopicSpec],
 class DurableProducer:
     """An idempotent acks=all producer that (re)connects in the background."""
 
-    def __init__(self, bootstrap_servers: str, *, ack_timeout: float = 5.0, client_id: str = "analytics") -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, ack_timeout: float = 5.0, client_id: str = "analytics"
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.ack_timeout = ack_timeout
         self.client_id = client_id

@@ -28,7 +28,9 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
-    clickhouse_url: str = Field("", alias="CLICKHOUSE_URL", description="chdb:///path or http(s)://u:p@host:8123/db")
+    clickhouse_url: str = Field(
+        "", alias="CLICKHOUSE_URL", description="chdb:///path or http(s)://u:p@host:8123/db"
+    )
     clickhouse_database: str = Field("analytics", alias="CLICKHOUSE_DATABASE")
     data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
     topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
@@ -38,6 +40,12 @@ class CommonSettings(BaseSettings):
     admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
     cors_origins_raw: str = Field("", alias="ANALYTICS_CORS_ORIGINS")
     log_level: str = Field("INFO", alias="ANALYTICS_LOG_LEVEL")
+    rate_limit_ingest: float = Field(
+        5000.0, alias="ANALYTICS_RATE_LIMIT_INGEST", ge=0, description="Ingest requests/s per key (0: off)"
+    )
+    rate_limit_query: float = Field(
+        50.0, alias="ANALYTICS_RATE_LIMIT_QUERY", ge=0, description="Query/admin requests/s per key (0: off)"
+    )
 
     @field_validator("ingest_keys_raw", "read_keys_raw", "admin_keys_raw")
     @classmethod
@@ -45,7 +53,9 @@ class CommonSettings(BaseSettings):
         for key in split_keys(raw):
             value = key.get_secret_value()
             if value.lower() in PLACEHOLDER_KEYS or len(value) < MIN_KEY_LENGTH:
-                raise ValueError(f"access keys must be at least {MIN_KEY_LENGTH} characters and not a placeholder")
+                raise ValueError(
+                    f"access keys must be at least {MIN_KEY_LENGTH} characters and not a placeholder"
+                )
         return raw
 
     @field_validator("clickhouse_database")

@@ -17,7 +17,9 @@ from tests.support import READ_KEY, auth
 DAY = "2023-03-01"
 
 
-def make_events(count: int, *, start: datetime | None = None, users: int = 100, name: str = "page_view") -> list[dict[str, Any]]:
+def make_events(
+    count: int, *, start: datetime | None = None, users: int = 100, name: str = "page_view"
+) -> list[dict[str, Any]]:
     start = start or datetime(2023, 3, 1, tzinfo=UTC)
     return [
         {
@@ -32,13 +34,19 @@ def make_events(count: int, *, start: datetime | None = None, users: int = 100, 
 
 
 def stats(url: str, start: str = DAY, end: str = DAY) -> dict[str, Any]:
-    response = httpx.get(f"{url}/api/v1/analytics/stats", params={"start_date": start, "end_date": end},
-                         headers=auth(READ_KEY), timeout=30)
+    response = httpx.get(
+        f"{url}/api/v1/analytics/stats",
+        params={"start_date": start, "end_date": end},
+        headers=auth(READ_KEY),
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()
 
 
-def wait_for_count(url: str, expected: int, timeout: float = 120.0, start: str = DAY, end: str = DAY) -> dict[str, Any]:
+def wait_for_count(
+    url: str, expected: int, timeout: float = 120.0, start: str = DAY, end: str = DAY
+) -> dict[str, Any]:
     """Poll /stats until `events` reaches `expected` (or time out with the last answer)."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
@@ -58,8 +66,13 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     """Every JSON message on a topic from the beginning, until `expected` arrived or the timeout."""
 
     async def consume() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
         await consumer.start()
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout

@@ -24,8 +24,9 @@ def test_sigterm_during_load_keeps_every_acknowledged_event(
 
     def send(batch: list[dict[str, object]]) -> int:
         try:
-            response = httpx.post(f"{system.url}/api/v1/events", json={"events": batch}, headers=auth(INGEST_KEY),
-                                  timeout=30)
+            response = httpx.post(
+                f"{system.url}/api/v1/events", json={"events": batch}, headers=auth(INGEST_KEY), timeout=30
+            )
         except httpx.HTTPError:
             return 0
         return response.json()["accepted"] if response.status_code == 202 else 0
@@ -62,24 +63,41 @@ def test_a_second_process_cannot_open_the_same_embedded_clickhouse(
 
 
 def test_unknown_target_is_refused() -> None:
-    result = subprocess.run([sys.executable, "-m", "services", "--target", "ingest,nope"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "--target", "ingest,nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "unknown target" in result.stderr
 
 
 def test_no_keys_refuses_to_start(tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "ANALYTICS_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "services", "--target", "ingest"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "--target", "ingest"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "no access keys configured" in result.stderr + result.stdout
 
 
 def test_weak_keys_are_refused(tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "ANALYTICS_DATA_DIR": str(tmp_path), "ANALYTICS_READ_KEYS": "changeme"}
-    result = subprocess.run([sys.executable, "-m", "services", "--target", "ingest"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "--target", "ingest"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "at least 16 characters" in result.stderr + result.stdout
 

@@ -24,10 +24,20 @@ def test_posted_events_are_queryable(system: ServiceProcess) -> None:
     single = post(system.url, {"event": "signup", "user_id": "u1", "timestamp": f"{DAY}T10:00:00Z"})
     assert single.status_code == 202, single.text
     assert single.json()["accepted"] == 1
-    batch = post(system.url, {"events": [
-        {"event": "signup", "anonymous_id": "anon-1", "timestamp": f"{DAY}T11:00:00"},
-        {"event": "purchase", "user_id": "u1", "timestamp": f"{DAY}T12:00:00+01:00", "properties": {"amount": 9.5}},
-    ]})
+    batch = post(
+        system.url,
+        {
+            "events": [
+                {"event": "signup", "anonymous_id": "anon-1", "timestamp": f"{DAY}T11:00:00"},
+                {
+                    "event": "purchase",
+                    "user_id": "u1",
+                    "timestamp": f"{DAY}T12:00:00+01:00",
+                    "properties": {"amount": 9.5},
+                },
+            ]
+        },
+    )
     assert batch.status_code == 202 and batch.json()["accepted"] == 2
 
     result = wait_for_count(system.url, 3)
@@ -43,8 +53,12 @@ def test_posted_events_are_queryable(system: ServiceProcess) -> None:
 
 def test_gzip_body_is_accepted(system: ServiceProcess) -> None:
     body = gzip.compress(orjson.dumps({"event": "signup", "user_id": "gz", "timestamp": f"{DAY}T01:00:00Z"}))
-    response = httpx.post(f"{system.url}/api/v1/events", content=body, timeout=30,
-                          headers={**auth(INGEST_KEY), "Content-Encoding": "gzip", "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{system.url}/api/v1/events",
+        content=body,
+        timeout=30,
+        headers={**auth(INGEST_KEY), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
     assert response.status_code == 202, response.text
     assert wait_for_count(system.url, 1)["events"] == 1
 
@@ -52,14 +66,19 @@ def test_gzip_body_is_accepted(system: ServiceProcess) -> None:
 def test_batch_with_bad_items_keeps_the_good_and_dead_letters_the_bad(
     system: ServiceProcess, environment: Environment
 ) -> None:
-    response = post(system.url, {"events": [
-        {"event": "ok", "user_id": "u1", "timestamp": f"{DAY}T00:00:01Z"},
-        {"event": "", "user_id": "u1"},
-        {"event": "no_identity"},
-        "not an object",
-        {"event": "ok", "user_id": "u2", "timestamp": f"{DAY}T00:00:02Z", "event_id": "not-a-uuid"},
-        {"event": "ok", "user_id": "u3", "timestamp": f"{DAY}T00:00:03Z"},
-    ]})
+    response = post(
+        system.url,
+        {
+            "events": [
+                {"event": "ok", "user_id": "u1", "timestamp": f"{DAY}T00:00:01Z"},
+                {"event": "", "user_id": "u1"},
+                {"event": "no_identity"},
+                "not an object",
+                {"event": "ok", "user_id": "u2", "timestamp": f"{DAY}T00:00:02Z", "event_id": "not-a-uuid"},
+                {"event": "ok", "user_id": "u3", "timestamp": f"{DAY}T00:00:03Z"},
+            ]
+        },
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["accepted"] == 2
@@ -131,7 +150,8 @@ def test_stream_processor_killed_mid_load_loses_and_duplicates_nothing(
     elapsed = time.monotonic() - started
     time.sleep(2)
     result = stats(loader.url)
-    print(f"loaded {total} events end to end in {elapsed:.1f}s ({total / elapsed:.0f} events/s) with one SIGKILL")
+    rate = total / elapsed
+    print(f"loaded {total} events end to end in {elapsed:.1f}s ({rate:.0f} events/s) with one SIGKILL")
     assert result["events"] == total
     assert result["by_event"] == [{"event": "page_view", "count": total, "unique_users": 1000}]
 
@@ -159,7 +179,9 @@ def test_broker_down_answers_503_quickly_and_loses_nothing_acknowledged(
         broker.start()
         after = make_events(300)
         deadline = time.monotonic() + 60
-        while (status := post(system.url, {"events": after}).status_code) != 202 and time.monotonic() < deadline:
+        while (
+            status := post(system.url, {"events": after}).status_code
+        ) != 202 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert status == 202
         result = wait_for_count(system.url, 500, timeout=120)
@@ -174,15 +196,23 @@ def test_broker_down_answers_503_quickly_and_loses_nothing_acknowledged(
 def test_poison_messages_go_to_the_dead_letter_topic_and_the_pipeline_goes_on(
     system: ServiceProcess, environment: Environment
 ) -> None:
-    good = {"event_id": str(uuid.uuid4()), "event": "ok", "user_id": "u", "timestamp": f"{DAY}T00:00:00Z",
-            "received_at": f"{DAY}T00:00:00Z", "properties": {}}
+    good = {
+        "event_id": str(uuid.uuid4()),
+        "event": "ok",
+        "user_id": "u",
+        "timestamp": f"{DAY}T00:00:00Z",
+        "received_at": f"{DAY}T00:00:00Z",
+        "properties": {},
+    }
     poison = [
         b"\xff\xfe not json",
         orjson.dumps({"event": "missing fields"}),
         orjson.dumps({**good, "event_id": "nope"}),
         orjson.dumps({**good, "properties": {"x": "y" * 70_000}}),
     ]
-    asyncio.run(produce_raw(environment.kafka, events_topic(environment.prefix), [*poison, orjson.dumps(good)]))
+    asyncio.run(
+        produce_raw(environment.kafka, events_topic(environment.prefix), [*poison, orjson.dumps(good)])
+    )
     assert wait_for_count(system.url, 1)["events"] == 1
     dead = read_topic(environment.kafka, dead_letter_topic(environment.prefix), expected=4)
     reasons = sorted(d["reason"] for d in dead)
@@ -192,5 +222,8 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_pipeline_goes_on(
     assert any("over" in r for r in reasons)
     assert all(d["offset"] is not None for d in dead)
     # The pipeline keeps going after the poison.
-    assert post(system.url, {"event": "after", "user_id": "u", "timestamp": f"{DAY}T01:00:00Z"}).status_code == 202
+    assert (
+        post(system.url, {"event": "after", "user_id": "u", "timestamp": f"{DAY}T01:00:00Z"}).status_code
+        == 202
+    )
     assert wait_for_count(system.url, 2)["events"] == 2

@@ -25,7 +25,9 @@ def basic(key: str) -> dict[str, str]:
 
 def test_segment_library_calls_are_stored(system: ServiceProcess, environment: Environment) -> None:
     errors: list[Exception] = []
-    client = Client(INGEST_KEY, host=system.url, sync_mode=True, gzip=True, on_error=lambda e, _: errors.append(e))
+    client = Client(
+        INGEST_KEY, host=system.url, sync_mode=True, gzip=True, on_error=lambda e, _: errors.append(e)
+    )
     moment = datetime(2023, 3, 1, 12, 0, tzinfo=UTC)
     client.track("user-1", "purchase", {"amount": 42.5}, timestamp=moment, message_id="msg-1")
     client.identify("user-1", {"plan": "pro"}, timestamp=moment)
@@ -39,7 +41,15 @@ def test_segment_library_calls_are_stored(system: ServiceProcess, environment: E
 
     result = wait_for_count(system.url, 7)
     counts = {e["event"]: e["count"] for e in result["by_event"]}
-    assert counts == {"purchase": 1, "$identify": 1, "$page": 1, "$screen": 1, "$group": 1, "$alias": 1, "signup": 1}
+    assert counts == {
+        "purchase": 1,
+        "$identify": 1,
+        "$page": 1,
+        "$screen": 1,
+        "$group": 1,
+        "$alias": 1,
+        "signup": 1,
+    }
     assert result["unique_users"] == 3
 
     stored = read_topic(environment.kafka, events_topic(environment.prefix), expected=7)
@@ -54,7 +64,13 @@ def test_segment_library_calls_are_stored(system: ServiceProcess, environment: E
 
 
 def test_segment_retry_with_same_message_id_is_counted_once(system: ServiceProcess) -> None:
-    call = {"type": "track", "userId": "u", "event": "signup", "messageId": "fixed-1", "timestamp": f"{DAY}T00:00:00Z"}
+    call = {
+        "type": "track",
+        "userId": "u",
+        "event": "signup",
+        "messageId": "fixed-1",
+        "timestamp": f"{DAY}T00:00:00Z",
+    }
     for _ in range(3):
         response = httpx.post(f"{system.url}/v1/track", json=call, headers=basic(INGEST_KEY), timeout=30)
         assert response.status_code == 200 and response.json()["success"] is True
@@ -86,15 +102,21 @@ def test_clock_skew_is_corrected_like_segment() -> None:
     call = {"originalTimestamp": "2023-03-01T11:00:00Z", "sentAt": "2023-03-01T11:00:30Z"}
     # The device clock is 1 h behind: it sent 30 s after the event, we received it at 12:00.
     assert event_time(call, received) == received - timedelta(seconds=30)
-    assert event_time({"timestamp": "2023-01-01T00:00:00Z", **call}, received) == datetime(2023, 1, 1, tzinfo=UTC)
-    assert event_time({"originalTimestamp": "2023-03-01T11:00:00Z"}, received) == datetime(2023, 3, 1, 11, tzinfo=UTC)
+    assert event_time({"timestamp": "2023-01-01T00:00:00Z", **call}, received) == datetime(
+        2023, 1, 1, tzinfo=UTC
+    )
+    assert event_time({"originalTimestamp": "2023-03-01T11:00:00Z"}, received) == datetime(
+        2023, 3, 1, 11, tzinfo=UTC
+    )
     assert event_time({}, received) == received
 
 
 def test_batch_context_and_sent_at_are_merged_into_each_call() -> None:
     body = {
-        "batch": [{"type": "track", "event": "a", "userId": "u", "context": {"ip": "1.2.3.4"}},
-                  {"type": "track", "event": "b", "userId": "u"}],
+        "batch": [
+            {"type": "track", "event": "a", "userId": "u", "context": {"ip": "1.2.3.4"}},
+            {"type": "track", "event": "b", "userId": "u"},
+        ],
         "context": {"ip": "9.9.9.9", "locale": "fr"},
         "sentAt": "2023-03-01T00:00:00Z",
     }
@@ -107,12 +129,18 @@ def test_batch_context_and_sent_at_are_merged_into_each_call() -> None:
 def test_segment_call_mapping() -> None:
     now = datetime(2023, 3, 1, tzinfo=UTC)
     uid = str(uuid.uuid4())
-    group = segment_event({"type": "group", "userId": 42, "groupId": "g", "traits": {"n": 1}, "messageId": uid}, now)
+    group = segment_event(
+        {"type": "group", "userId": 42, "groupId": "g", "traits": {"n": 1}, "messageId": uid}, now
+    )
     assert (group.event, group.user_id, str(group.event_id)) == ("$group", "42", uid)
     assert group.properties == {"n": 1, "group_id": "g"}
     alias = segment_event({"type": "alias", "userId": "new", "previousId": "old"}, now)
     assert alias.properties == {"previous_id": "old"} and alias.timestamp == now
-    for bad in ({"type": "track", "userId": "u"}, {"type": "nope", "userId": "u"}, {"type": "track", "event": "e"}):
+    for bad in (
+        {"type": "track", "userId": "u"},
+        {"type": "nope", "userId": "u"},
+        {"type": "track", "event": "e"},
+    ):
         try:
             segment_event(bad, now)
         except ValueError:

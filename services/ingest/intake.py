@@ -41,13 +41,17 @@ class Intake:
     rejected: list[Rejection] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
-    def add(self, index: int, item: Any, convert: Callable[[Any, datetime], StoredEvent], now: datetime) -> None:
+    def add(
+        self, index: int, item: Any, convert: Callable[[Any, datetime], StoredEvent], now: datetime
+    ) -> None:
         try:
             self.accepted.append(convert(item, now))
         except (ValidationError, ValueError, TypeError) as exc:
             reasons = describe(exc)
             self.rejected.append(Rejection(index=index, errors=reasons))
-            self.dead_letters.append(DeadLetter(reason="; ".join(reasons), stage="ingest", payload=item, errors=reasons))
+            self.dead_letters.append(
+                DeadLetter(reason="; ".join(reasons), stage="ingest", payload=item, errors=reasons)
+            )
 
     async def publish(self) -> IngestResult:
         """Send accepted events and dead letters; 422 (nothing sent) when no event is valid."""

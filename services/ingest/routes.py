@@ -20,7 +20,9 @@ EVENT_SCHEMA = IncomingEvent.model_json_schema()
 def request_body_schema(max_events: int) -> dict[str, Any]:
     batch = {
         "type": "object",
-        "properties": {"events": {"type": "array", "items": EVENT_SCHEMA, "minItems": 1, "maxItems": max_events}},
+        "properties": {
+            "events": {"type": "array", "items": EVENT_SCHEMA, "minItems": 1, "maxItems": max_events}
+        },
         "required": ["events"],
     }
     return {"oneOf": [EVENT_SCHEMA, batch]}
@@ -50,7 +52,9 @@ def build_router(settings: IngestSettings) -> APIRouter:
     )
     async def post_events(request: Request, _: IngestKey) -> JSONResponse:
         """Validate, publish to Kafka, answer 202 with what was accepted and what was rejected."""
-        items = events_of(parse_json(await read_body(request, settings.max_body_bytes)), settings.max_batch_events)
+        items = events_of(
+            parse_json(await read_body(request, settings.max_body_bytes)), settings.max_batch_events
+        )
         runtime = request.app.state.runtime
         result = await ingest_items(
             items,
@@ -76,4 +80,4 @@ def events_of(body: Any, max_events: int) -> list[Any]:
         return events
     if isinstance(body, dict):
         return [body]
-    raise InvalidRequest("body must be an event object or {\"events\": [...]}")
+    raise InvalidRequest('body must be an event object or {"events": [...]}')

@@ -15,9 +15,9 @@ from services.ingest.body import parse_json, read_body
 from services.ingest.intake import ingest_items
 from shared.auth import Role, basic_username, bearer_token
 from shared.constants import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
-from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.errors import InvalidRequest
 from shared.events import IncomingEvent, StoredEvent, as_utc
-from shared.http import ERROR_RESPONSES
+from shared.http import ERROR_RESPONSES, authorize
 
 # messageIds that are not UUIDs (e.g. "ajs-...") map to a stable UUID, so retries still deduplicate.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1f3d5e-2c1b-4f1e-9a5e-5e6a7c8d9e0f")
@@ -136,13 +136,17 @@ def write_key(authorization: str | None, body: Any) -> str | None:
 
 def build_router() -> APIRouter:
     router = APIRouter(tags=["segment"])
-    responses = {**ERROR_RESPONSES, 400: {"description": "Body is not JSON"}, 413: {"description": "Too large"},
-                 503: {"description": "Kafka did not acknowledge in time"}}
+    responses = {
+        **ERROR_RESPONSES,
+        400: {"description": "Body is not JSON"},
+        413: {"description": "Too large"},
+        503: {"description": "Kafka did not acknowledge in time"},
+    }
 
     async def handle(request: Request, authorization: str | None, kind: str | None) -> SegmentAck:
         limit = SEGMENT_MAX_BATCH_BYTES if kind is None else SEGMENT_MAX_EVENT_BYTES
         body = parse_json(await read_body(request, limit))
-        request.app.state.keyring.authorize(write_key(authorization, body), Role.INGEST)
+        authorize(request, write_key(authorization, body), Role.INGEST)
         if not isinstance(body, dict):
             raise InvalidRequest("body must be a JSON object")
         calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
@@ -159,7 +163,9 @@ def build_router() -> APIRouter:
     for path in ("/v1/batch", "/v1/import"):
 
         @router.post(path, response_model=SegmentAck, responses=responses, summary="Segment batch")
-        async def batch(request: Request, authorization: Annotated[str | None, Header()] = None) -> SegmentAck:
+        async def batch(
+            request: Request, authorization: Annotated[str | None, Header()] = None
+        ) -> SegmentAck:
             """Segment's batch call: {"batch": [calls], "context": {...}, "sentAt": ...}."""
             return await handle(request, authorization, None)
 

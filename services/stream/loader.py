@@ -44,14 +44,27 @@ def decode_batch(messages: Sequence[tuple[bytes, str, int, int]], max_bytes: int
         where = {"topic": topic, "partition": partition, "offset": offset}
         if value is None or len(value) > max_bytes:
             size = 0 if value is None else len(value)
-            out.dead.append(DeadLetter(reason=f"message of {size} bytes is empty or over {max_bytes}",
-                                       stage="stream", payload=None, **where))
+            out.dead.append(
+                DeadLetter(
+                    reason=f"message of {size} bytes is empty or over {max_bytes}",
+                    stage="stream",
+                    payload=None,
+                    **where,
+                )
+            )
             continue
         try:
             event = StoredEvent.model_validate_json(value)
         except ValidationError as exc:
-            out.dead.append(DeadLetter(reason=reason_of(exc), stage="stream", payload=payload_of(value),
-                                       errors=[str(e.get("msg")) for e in exc.errors(include_url=False)], **where))
+            out.dead.append(
+                DeadLetter(
+                    reason=reason_of(exc),
+                    stage="stream",
+                    payload=payload_of(value),
+                    errors=[str(e.get("msg")) for e in exc.errors(include_url=False)],
+                    **where,
+                )
+            )
             continue
         out.events.append(event)
         out.rows.append(orjson.dumps(event.to_row()))
@@ -87,8 +100,13 @@ class LoaderStats:
 class ClickHouseLoader:
     """Owns the retry policy: ClickHouse errors are retried with backoff, never skipped."""
 
-    def __init__(self, clickhouse: ClickHouse, producer: DurableProducer, dead_letter_topic: str,
-                 settings: StreamSettings) -> None:
+    def __init__(
+        self,
+        clickhouse: ClickHouse,
+        producer: DurableProducer,
+        dead_letter_topic: str,
+        settings: StreamSettings,
+    ) -> None:
         self.clickhouse = clickhouse
         self.producer = producer
         self.dead_letter_topic = dead_letter_topic
@@ -101,7 +119,9 @@ class ClickHouseLoader:
             await self._retry("dead-letter", lambda: self.producer.send_all(messages))
             self.stats.dead_lettered += len(decoded.dead)
             for dead in decoded.dead:
-                log.warning("dead-lettered %s[%s]@%s: %s", dead.topic, dead.partition, dead.offset, dead.reason)
+                log.warning(
+                    "dead-lettered %s[%s]@%s: %s", dead.topic, dead.partition, dead.offset, dead.reason
+                )
         if decoded.rows:
             block = b"\n".join(decoded.rows)
             await self._retry("insert", lambda: self.clickhouse.insert_json_rows(EVENTS_TABLE, block))
@@ -123,7 +143,9 @@ class ClickHouseLoader:
                 delay = min(delay * 2, self.settings.retry_max_seconds)
 
 
-def register_loader(app: faust.App, topic: faust.TopicT, loader: ClickHouseLoader, settings: StreamSettings) -> None:
+def register_loader(
+    app: faust.App, topic: faust.TopicT, loader: ClickHouseLoader, settings: StreamSettings
+) -> None:
     """The faust agent: take a batch, load it, then ack every event in it."""
 
     @app.agent(topic, name="clickhouse-loader", concurrency=1)
