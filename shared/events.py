@@ -143,6 +143,7 @@ class DeadLetter(BaseModel):
 
     reason: str
     stage: str = Field(description="ingest or stream")
+    source: str = Field("api", description="api, segment or kafka: which parser the payload needs")
     payload: Any = Field(description="The original item (parsed JSON) or, if undecodable, its text")
     errors: list[Any] = Field(default_factory=list)
     topic: str | None = None

@@ -50,7 +50,7 @@ class Intake:
             reasons = describe(exc)
             self.rejected.append(Rejection(index=index, errors=reasons))
             self.dead_letters.append(
-                DeadLetter(reason="; ".join(reasons), stage="ingest", payload=item, errors=reasons)
+                DeadLetter(reason="; ".join(reasons), stage="ingest", source=self.source, payload=item, errors=reasons)
             )
 
     async def publish(self) -> IngestResult:

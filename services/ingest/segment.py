@@ -157,6 +157,7 @@ def build_router() -> APIRouter:
             events_topic=runtime.events_topic,
             dead_letter_topic=runtime.dead_letter_topic,
             convert=segment_event,
+            source="segment",
         )
         return SegmentAck(accepted=result.accepted, rejected=[r.model_dump() for r in result.rejected])
 

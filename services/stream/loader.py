@@ -47,7 +47,7 @@ def decode_batch(messages: Sequence[tuple[bytes, str, int, int]], max_bytes: int
             out.dead.append(
                 DeadLetter(
                     reason=f"message of {size} bytes is empty or over {max_bytes}",
-                    stage="stream",
+                    stage="stream", source="kafka",
                     payload=None,
                     **where,
                 )
@@ -59,7 +59,7 @@ def decode_batch(messages: Sequence[tuple[bytes, str, int, int]], max_bytes: int
             out.dead.append(
                 DeadLetter(
                     reason=reason_of(exc),
-                    stage="stream",
+                    stage="stream", source="kafka",
                     payload=payload_of(value),
                     errors=[str(e.get("msg")) for e in exc.errors(include_url=False)],
                     **where,
