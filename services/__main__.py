@@ -71,7 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     app = build_app(settings, targets)
     print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,  # keys travel in headers; we log nothing per request
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
