@@ -83,6 +83,11 @@ class ServiceProcess:
             self.process.wait()
             raise
 
+    def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client for this process, sending `key` as a bearer token."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
