@@ -62,11 +62,14 @@ class WrkResult:
 
 
 def lua_script(template: str, key: str, batch: int = 1) -> Path:
-    text = template.replace("KEY", key).replace("PROPS", PROPERTIES.replace("'", "\\'")).replace("SIZE", str(batch))
-    handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    handle.write(text)
-    handle.close()
-    return Path(handle.name)
+    text = (
+        template.replace("KEY", key)
+        .replace("PROPS", PROPERTIES.replace("'", "\\'"))
+        .replace("SIZE", str(batch))
+    )
+    path = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / f"batch{batch}.lua"
+    path.write_text(text)
+    return path
 
 
 def parse_duration_ms(text: str) -> float:
@@ -78,15 +81,19 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int = 64, threads
     """One wrk run; wrk prints requests/s, latency percentiles and the count of non-2xx answers."""
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-    return WrkResult(rps, int(non_2xx.group(1)) if non_2xx else 0, parse_duration_ms(p50), parse_duration_ms(p99),
-                     requests)
+    return WrkResult(
+        rps, int(non_2xx.group(1)) if non_2xx else 0, parse_duration_ms(p50), parse_duration_ms(p99), requests
+    )
 
 
 def serialized_events(count: int) -> list[tuple[bytes, bytes]]:
@@ -97,21 +104,34 @@ def serialized_events(count: int) -> list[tuple[bytes, bytes]]:
     properties = orjson.loads(PROPERTIES)
     events = []
     for i in range(count):
-        event = StoredEvent(event_id=uuid.uuid4(), event="page_view", user_id=f"u{i % 50000}",
-                            timestamp=now, received_at=now, properties=properties)
+        event = StoredEvent(
+            event_id=uuid.uuid4(),
+            event="page_view",
+            user_id=f"u{i % 50000}",
+            timestamp=now,
+            received_at=now,
+            properties=properties,
+        )
         events.append((event.key, event.to_message()))
     return events
 
 
 async def raw_producer_rate(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
     """Events/s of a bare aiokafka producer (acks=all, idempotent) sending pre-serialized events."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
-                                max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+    )
     await producer.start()
     try:
         started = time.perf_counter()
         for chunk in range(0, len(messages), 10_000):
-            futures = [await producer.send(topic, value, key=key) for key, value in messages[chunk:chunk + 10_000]]
+            futures = [
+                await producer.send(topic, value, key=key) for key, value in messages[chunk : chunk + 10_000]
+            ]
             await asyncio.gather(*futures)
         return len(messages) / (time.perf_counter() - started)
     finally:

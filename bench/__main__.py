@@ -1,0 +1,244 @@
+"""`make bench`: the product's performance figures, each against a baseline measured in the same run.
+
+    python -m bench [--scale 1.0] [--only ingest,pipeline,freshness,query,live] [--runs 3]
+
+Starts its own Kafka broker and services under data/bench/ (deleted first), writes
+bench/results/latest.json and bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import ingest as ingest_bench
+from bench import pipeline as pipeline_bench
+from bench.report import Figure, write
+from deploy.kafka.broker import REPO, KafkaBroker, free_port
+from deploy.processes import ServiceProcess
+from shared.constants import events_topic
+
+SECTIONS = ("ingest", "pipeline", "freshness", "query", "live")
+INGEST_KEY = "bench-ingest-key-0123456789"
+READ_KEY = "bench-read-key-0123456789ab"
+ADMIN_KEY = "bench-admin-key-0123456789a"
+
+
+class Bench:
+    def __init__(self, scale: float, runs: int, workdir: Path) -> None:
+        self.scale = scale
+        self.runs = runs
+        self.workdir = workdir
+        self.figures: list[Figure] = []
+        self.broker = KafkaBroker(workdir / "kafka", port=free_port(), controller_port=free_port())
+        self.env = {
+            "ANALYTICS_INGEST_KEYS": INGEST_KEY,
+            "ANALYTICS_READ_KEYS": READ_KEY,
+            "ANALYTICS_ADMIN_KEYS": ADMIN_KEY,
+            "ANALYTICS_DATA_DIR": str(workdir / "data"),
+            "ANALYTICS_TOPIC_PREFIX": "bench",
+            "ANALYTICS_RATE_LIMIT_INGEST": "0",
+            "ANALYTICS_RATE_LIMIT_QUERY": "0",
+            "ETL_SCHEDULE_ENABLED": "false",
+            "ANALYTICS_LOG_LEVEL": "WARNING",
+        }
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def seconds(self, base: float) -> int:
+        return max(3, round(base * self.scale))
+
+    def start(self) -> None:
+        self.broker.start()
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+        for name, targets in (("ingest", "ingest"), ("processor", "stream,query,etl"), ("live", "live")):
+            self.processes[name] = ServiceProcess(targets, dict(self.env), self.workdir).start()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        self.broker.stop()
+
+    def pids(self) -> dict[str, int]:
+        pids = {name: p.pid for name, p in self.processes.items() if p.pid}
+        if self.broker.process is not None:
+            pids["kafka"] = self.broker.process.pid
+        return pids
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(
+            f"  {figure.name}: {figure.median:,.3f} {figure.unit} (runs {figure.runs}) {figure.target}",
+            flush=True,
+        )
+
+    def run_ingest(self) -> None:
+        url = self.processes["ingest"].url
+        single = ingest_bench.lua_script(ingest_bench.SINGLE_LUA, INGEST_KEY)
+        batch = ingest_bench.lua_script(ingest_bench.BATCH_LUA, INGEST_KEY, batch=100)
+        ingest_bench.run_wrk(url, single, 3)  # warm-up
+        singles = [ingest_bench.run_wrk(url, single, self.seconds(10)) for _ in range(self.runs)]
+        batches = [ingest_bench.run_wrk(url, batch, self.seconds(10)) for _ in range(self.runs)]
+        messages = ingest_bench.serialized_events(max(20_000, int(200_000 * self.scale)))
+        topic = events_topic("bench") + ".raw"
+        raw = [
+            asyncio.run(ingest_bench.raw_producer_rate(self.broker.bootstrap_servers, topic, messages))
+            for _ in range(self.runs)
+        ]
+        non_2xx = sum(r.non_2xx for r in singles + batches)
+        rps = [r.requests_per_second for r in singles]
+        eps = [r.requests_per_second * 100 for r in batches]
+        self.add(
+            Figure(
+                "single-event ingest",
+                "requests/s",
+                rps,
+                ">= 3,000",
+                min(rps) >= 3000 if rps else None,
+                note=f"p99 latency {max(r.p99_ms for r in singles):.0f} ms; non-2xx answers: {non_2xx}",
+            )
+        )
+        self.add(
+            Figure(
+                "batch ingest (100/request)",
+                "events/s",
+                eps,
+                ">= 50,000",
+                sorted(eps)[len(eps) // 2] >= 50_000,
+            )
+        )
+        self.add(Figure("raw aiokafka producer (baseline)", "events/s", raw))
+        ratio = [e / r for e, r in zip(sorted(eps), sorted(raw), strict=False)]
+        self.add(
+            Figure(
+                "batch ingest / raw producer", "ratio", ratio, ">= 0.5", sorted(ratio)[len(ratio) // 2] >= 0.5
+            )
+        )
+
+    def run_pipeline(self) -> None:
+        script = ingest_bench.lua_script(ingest_bench.BATCH_LUA, INGEST_KEY, batch=100)
+        sampler = pipeline_bench.MemorySampler(self.pids())
+        sampler.start()
+        results = [
+            pipeline_bench.sustained(
+                self.processes["ingest"], self.processes["processor"], READ_KEY, script, self.seconds(60), 100
+            )
+            for _ in range(self.runs)
+        ]
+        sampler.stopping.set()
+        loaded = [r["loaded_events_per_s"] for r in results]
+        self.pipeline_rate = sorted(loaded)[len(loaded) // 2]
+        self.add(
+            Figure(
+                "pipeline HTTP -> ClickHouse (sustained)",
+                "events/s",
+                loaded,
+                ">= 20,000",
+                self.pipeline_rate >= 20_000,
+                note="accepted events/s: " + ", ".join(f"{r['accepted_events_per_s']:,.0f}" for r in results),
+            )
+        )
+        for name, peak in sampler.peak.items():
+            self.add(Figure(f"RSS under pipeline load: {name}", "MiB", [peak]))
+
+    def run_freshness(self) -> None:
+        rate = int(getattr(self, "pipeline_rate", 20_000) / 2)
+        stats_p99, ws_p99 = [], []
+        for _ in range(self.runs):
+            stats_delays, ws_delays = asyncio.run(self.freshness_round(rate))
+            stats_p99.append(pipeline_bench.percentile(stats_delays, 99))
+            ws_p99.append(pipeline_bench.percentile(ws_delays, 99))
+        self.add(
+            Figure(
+                "freshness POST -> /stats (p99)",
+                "s",
+                stats_p99,
+                "<= 2",
+                max(stats_p99) <= 2.0,
+                note=f"under a background load of {rate:,} events/s",
+            )
+        )
+        self.add(
+            Figure("freshness POST -> WebSocket new_event (p99)", "s", ws_p99, "<= 0.5", max(ws_p99) <= 0.5)
+        )
+
+    async def freshness_round(self, rate: int) -> tuple[list[float], list[float]]:
+        ingest, processor, live = (self.processes[n] for n in ("ingest", "processor", "live"))
+        probes = max(10, int(20 * self.scale))
+        load = asyncio.create_task(
+            pipeline_bench.steady_batches(ingest.url, INGEST_KEY, rate, self.seconds(25))
+        )
+        await asyncio.sleep(2)
+        stats = await pipeline_bench.stats_freshness(ingest, processor, INGEST_KEY, READ_KEY, probes)
+        ws = await pipeline_bench.websocket_freshness(ingest, live, INGEST_KEY, READ_KEY, probes)
+        await load
+        return stats, ws
+
+    def run_memory_at_rest(self) -> None:
+        for name, rss in pipeline_bench.rss_mib(self.pids()).items():
+            self.add(Figure(f"RSS at rest: {name}", "MiB", [rss]))
+
+    def run_query(self) -> None:
+        from bench import query_compare
+
+        for figure in query_compare.run(self.scale, self.runs, self.workdir / "query"):
+            self.add(figure)
+
+    def run_live(self) -> None:
+        from bench import live_fanout
+
+        for figure in live_fanout.bench_figures(
+            self.processes["ingest"], self.processes["live"], INGEST_KEY, READ_KEY, self.scale, self.runs
+        ):
+            self.add(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0: the documented default (~15 min)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is missing: `make bench` installs it (apt-get install wrk)", file=sys.stderr)
+        return 2
+    sections = [s for s in SECTIONS if s in args.only.split(",")]
+    workdir = REPO / "data" / "bench"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = datetime.now(UTC)
+    bench = Bench(args.scale, args.runs, workdir)
+    steps: dict[str, Callable[[], None]] = {
+        "ingest": bench.run_ingest,
+        "pipeline": bench.run_pipeline,
+        "freshness": bench.run_freshness,
+        "live": bench.run_live,
+    }
+    t0 = time.monotonic()
+    try:
+        if any(s in steps for s in sections):
+            bench.start()
+            bench.run_memory_at_rest()
+        for section in sections:
+            print(f"== {section}", flush=True)
+            if section == "query":
+                bench.run_query()
+            else:
+                steps[section]()
+    finally:
+        bench.stop()
+        report = write(bench.figures, args.scale, started)
+    print(report.read_text())
+    print(f"bench took {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
