@@ -7,7 +7,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: run test bench install kafka-jars lint format clean reset
+.PHONY: run test bench bench-tools install kafka-jars lint format clean reset
 
 run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
 	$(PY) -m deploy.run_local
@@ -15,9 +15,14 @@ run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:800
 test: install kafka-jars ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install kafka-jars ## Benchmarks (not part of `make test`); writes bench/results/latest.json
+bench: install kafka-jars bench-tools ## Benchmarks (not part of `make test`); writes bench/results/latest.json
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+# wrk (load generator) and PostgreSQL 15 (a baseline) come from Debian's packages.
+bench-tools:
+	@command -v wrk >/dev/null && test -x /usr/lib/postgresql/15/bin/postgres || \
+		{ apt-get update -qq && apt-get install -y -qq wrk postgresql-15 >/dev/null; }
 
 install: $(STAMP_PY)
 
