@@ -28,17 +28,21 @@ ENGINE = ReplacingMergeTree(received_at)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (event, user_id, event_id);
 
--- Daily metric snapshots written by the ETL service. A day is replaced as a whole: the ETL writes a
--- new `run_id` for every (date, metric) and readers take the latest run (ReplacingMergeTree on
--- computed_at, read with FINAL), so a re-run or a backfill never shows a half-written day.
+-- Daily metric snapshots, written and read only by the ETL service (services/etl/snapshots.py).
+--   * A run writes all its (date, metric) rows in ONE insert block with ONE computed_at (the moment it
+--     began reading events). The table has no partitions, so that block becomes one part: a reader sees
+--     the whole run or none of it, never a half-written day.
+--   * ReplacingMergeTree(computed_at), read with FINAL, keeps per (metric, date) the row of the run that
+--     read the events last, whatever order runs finish in: running a day again replaces it, and ETL
+--     replicas running the same day at once only write the same values twice (idempotent).
+--   * A few thousand rows a year: partitioning would buy nothing and would split a run across parts.
 CREATE TABLE IF NOT EXISTS {database}.metrics_snapshots
 (
     date        Date,
     metric      LowCardinality(String),
     value       Float64,
-    computed_at DateTime64(3, 'UTC'),
+    computed_at DateTime64(6, 'UTC'),
     run_id      UUID
 )
 ENGINE = ReplacingMergeTree(computed_at)
-PARTITION BY toYear(date)
 ORDER BY (metric, date);

@@ -11,10 +11,18 @@ class EtlSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ETL_", extra="ignore")
 
-    schedule_enabled: bool = Field(True, description="Run the nightly job (00:00 UTC) and the catch-up at start")
-    backfill_days: int = Field(90, ge=0, le=366, description="How many days back the catch-up at start may reach")
+    schedule_enabled: bool = Field(
+        True, description="Run the nightly job (00:00 UTC) and the catch-up at start"
+    )
+    backfill_days: int = Field(
+        90, ge=0, le=366, description="How many days back the catch-up at start may reach"
+    )
     max_run_days: int = Field(366, ge=1, le=3660, description="Longest range one run (or one read) may cover")
-    query_timeout_seconds: float = Field(300.0, gt=0, le=3600, description="ClickHouse max_execution_time per metric")
+    query_timeout_seconds: float = Field(
+        300.0, gt=0, le=3600, description="ClickHouse max_execution_time per metric"
+    )
     misfire_grace_seconds: int = Field(
-        6 * 3600, ge=1, description="A nightly run delayed by at most this much (e.g. a paused process) still runs"
+        6 * 3600,
+        ge=1,
+        description="A nightly run delayed by at most this much (e.g. a paused process) still runs",
     )

@@ -1,0 +1,96 @@
+"""SQL building blocks the metric definitions share, referenced by name as `$name` in their SQL.
+
+Fragments are our own SQL text, never values: values reach ClickHouse only as server-side parameters
+(`{name:Type}`), which `expand` leaves untouched.
+"""
+
+from __future__ import annotations
+
+from string import Template
+
+from shared.constants import EVENTS_TABLE
+
+FRAGMENTS: dict[str, str] = {}
+
+
+def expand(text: str) -> str:
+    """Replace every `$fragment` in `text` by its SQL."""
+    return Template(text).substitute(FRAGMENTS)
+
+
+def fragment(name: str, text: str) -> None:
+    """Define `$name` (it may use the fragments defined before it)."""
+    FRAGMENTS[name] = expand(text)
+
+
+# Each event_id once: a retried or replayed copy collapses under FINAL.
+fragment("events", f"{EVENTS_TABLE} FINAL")
+# Money is summed as Decimal: exact, and the same whatever order the threads add it in.
+fragment("amount", "JSONExtract(properties, 'amount', 'Decimal(38, 6)')")
+fragment(
+    "in_range",
+    "timestamp >= {start_at:DateTime64(3, 'UTC')} AND timestamp < {end_before:DateTime64(3, 'UTC')}",
+)
+
+# Each (user, day seen) once, from `window - 1` days before the range: a sighting on day `seen`
+# makes the user active on days seen .. seen + window - 1 (window 1 = DAU, 7 = WAU, 30 = MAU).
+fragment(
+    "user_days",
+    """
+    SELECT DISTINCT user_id, toDate(timestamp) AS seen
+    FROM $events
+    WHERE timestamp >= {start_at:DateTime64(3, 'UTC')} - toIntervalDay({window:UInt16} - 1)
+      AND timestamp < {end_before:DateTime64(3, 'UTC')}
+    """,
+)
+# One row per (user, sighting, day of the range the sighting makes them active on).
+fragment(
+    "active_user_days",
+    """
+    SELECT user_id, seen, day
+    FROM ($user_days)
+    ARRAY JOIN arrayMap(n -> seen + n, range({window:UInt16})) AS day
+    WHERE day BETWEEN {start:Date} AND {end:Date}
+    """,
+)
+
+# The state of each subscription at the end of each day it changed: that day's latest event
+# (ties on timestamp broken by arrival, then id, so every run picks the same one).
+fragment(
+    "subscription_days",
+    """
+    SELECT
+        JSONExtractString(properties, 'subscription_id') AS subscription_id,
+        toDate(timestamp) AS day,
+        argMax(event, (timestamp, received_at, event_id)) AS last_event,
+        argMax($amount / if(JSONExtractString(properties, 'interval') = 'year', 12, 1),
+               (timestamp, received_at, event_id)) AS monthly
+    FROM $events
+    WHERE event IN ('subscription_created', 'subscription_updated', 'subscription_cancelled')
+      AND timestamp < {end_before:DateTime64(3, 'UTC')}
+      AND subscription_id != ''
+    GROUP BY subscription_id, day
+    """,
+)
+# Each state holds from its day until the next change (or past the end of the range).
+fragment(
+    "subscription_spans",
+    """
+    SELECT subscription_id, last_event, monthly, day AS since,
+        leadInFrame(day, 1, {end:Date} + 1) OVER (
+            PARTITION BY subscription_id ORDER BY day ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING
+        ) AS until
+    FROM ($subscription_days)
+    """,
+)
+# One row per (active subscription, day of the range): states other than a cancellation, over their span.
+fragment(
+    "active_subscription_days",
+    """
+    SELECT subscription_id, monthly, addDays(greatest(since, {start:Date}), n) AS day
+    FROM ($subscription_spans)
+    ARRAY JOIN range(toUInt32(greatest(
+        dateDiff('day', greatest(since, {start:Date}), least(until, {end:Date} + 1)), 0))) AS n
+    WHERE last_event != 'subscription_cancelled'
+    """,
+)
