@@ -8,6 +8,7 @@ what `tests/test_pipeline.py` exercises in the all-in-one process.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 
@@ -17,9 +18,14 @@ from shared.constants import loader_group
 QUIET_LOGGERS = ("faust", "mode", "aiokafka")
 
 
-def build_faust_app(bootstrap_servers: str, topic_prefix: str, settings: StreamSettings) -> faust.App:
+def build_faust_app(
+    bootstrap_servers: str, topic_prefix: str, settings: StreamSettings, data_dir: Path | None = None
+) -> faust.App:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # faust keeps a small state directory; by default it is `<app id>-data` in the working directory.
+    state_dir = (data_dir or Path("data")) / "faust" / loader_group(topic_prefix)
+    state_dir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
     return faust.App(
         loader_group(topic_prefix),
@@ -37,4 +43,5 @@ def build_faust_app(bootstrap_servers: str, topic_prefix: str, settings: StreamS
         topic_disable_leader=True,
         producer_acks=-1,
         processing_guarantee="at_least_once",
+        datadir=str(state_dir),
     )
