@@ -34,14 +34,16 @@ class StreamComponent:
     async def start(self, runtime: Runtime) -> None:
         assert runtime.clickhouse is not None and runtime.producer is not None
         await runtime.ensure_topics()  # faust assigns only partitions of topics that exist
-        self.app = build_faust_app(runtime.settings.kafka_bootstrap_servers, runtime.settings.topic_prefix, self.settings)
+        common = runtime.settings
+        self.app = build_faust_app(common.kafka_bootstrap_servers, common.topic_prefix, self.settings)
         events = self.app.topic(runtime.events_topic, value_type=bytes, key_type=bytes)
-        self.loader = ClickHouseLoader(runtime.clickhouse, runtime.producer, runtime.dead_letter_topic, self.settings)
+        self.loader = ClickHouseLoader(runtime.clickhouse, runtime.producer, runtime.dead_letter_topic,
+                                       self.settings)
         register_loader(self.app, events, self.loader, self.settings)
         if self.settings.live_enabled:
             from services.stream.live_counts import register_live_counts
 
-            register_live_counts(self.app, events, runtime)
+            register_live_counts(self.app, events, runtime, self.settings)
         await self.app.start()
         log.info("stream processors started (group %s)", self.app.conf.id)
 

@@ -1,11 +1,213 @@
-"""Kafka -> live counts (placeholder until the live issue lands: registers nothing)."""
+"""Kafka -> live counts: a faust agent beside the ClickHouse loader, publishing to the live-updates topic.
+
+The agent shares every events-topic message with the loader, and faust commits an offset only when
+both agents acked it, so this agent only does in-memory work (decode, count, buffer) and never waits
+on Kafka. A loop publishes what it gathered: new events in small batches every `live_flush_seconds`,
+and this replica's active-user counts per owned partition when they change (at most 4 times a second)
+or every `live_heartbeat_seconds`. The gateway adds up the partitions of every replica (see
+services/live/feed.py). Live data is disposable: when Kafka does not take it in time it is dropped.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import faust
+from pydantic import ValidationError
+
+from services.live.messages import LiveEvent, LiveEvents, Presence
+from services.stream.active_users import ActiveUsers
+from services.stream.settings import StreamSettings
+from shared.errors import BrokerUnavailable
+from shared.events import StoredEvent, iso_utc
+from shared.kafka import DurableProducer, OutgoingMessage
+
+if TYPE_CHECKING:
+    from services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TAKE_MAX = 1000
+TAKE_WITHIN_SECONDS = 0.05
+EVENTS_PER_MESSAGE = 500
+MIN_PRESENCE_INTERVAL = 0.25  # at most 4 count updates a second
 
 
-def register_live_counts(app: faust.App, topic: faust.TopicT, runtime: Any) -> None:
-    return None
+def live_event_of(event: StoredEvent) -> LiveEvent:
+    """What dashboards see of an event; `amount` only when properties.amount is a number."""
+    return LiveEvent(
+        event=event.event,
+        user_id=event.user_id,
+        timestamp=iso_utc(event.timestamp),
+        amount=number_or_none(event.properties.get("amount")),
+    )
+
+
+def number_or_none(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (booleans, strings, huge integers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class LiveCounter:
+    """State the agent feeds and the publisher drains: recent new events and active-user windows."""
+
+    settings: StreamSettings
+    active: ActiveUsers = field(init=False)
+    pending: deque[LiveEvent] = field(init=False)
+    overflowed: int = 0
+
+    def __post_init__(self) -> None:
+        self.active = ActiveUsers(self.settings.live_window_seconds)
+        self.pending = deque(maxlen=self.settings.live_max_pending_events)
+
+    def observe(self, value: Any, partition: int, now: float) -> None:
+        """Count one events-topic message; malformed ones are the loader's to dead-letter."""
+        try:
+            event = StoredEvent.model_validate_json(value)
+        except (ValidationError, TypeError, ValueError):
+            return
+        self.active.see(partition, event.user_id, event.timestamp.timestamp(), now)
+        if now - event.received_at.timestamp() <= self.settings.live_max_event_age_seconds:
+            if len(self.pending) == self.pending.maxlen:
+                self.overflowed += 1
+            self.pending.append(live_event_of(event))
+
+    def take_pending(self) -> list[LiveEvent]:
+        """Every new event gathered since the last call."""
+        events = list(self.pending)
+        self.pending.clear()
+        return events
+
+
+@dataclass
+class LivePublisher:
+    """Turns the counter's state into live-topic messages and sends them, dropping what Kafka refuses."""
+
+    counter: LiveCounter
+    producer: DurableProducer
+    topic: str
+    owned_partitions: Callable[[], set[int]]
+    settings: StreamSettings
+    replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    last_counts: dict[int, int] | None = None
+    last_presence_at: float = 0.0
+    failures: int = 0
+    overflow_reported: int = 0
+
+    async def tick(self) -> None:
+        """One round: flush new events, then the counts if due."""
+        if self.counter.overflowed > self.overflow_reported:
+            log.warning(
+                "%d new events were not published live: the live topic is not keeping up",
+                self.counter.overflowed - self.overflow_reported,
+            )
+            self.overflow_reported = self.counter.overflowed
+        messages = self.event_messages()
+        now = time.time()
+        presence = self.presence_message(now)
+        if presence is not None:
+            messages.append(presence)
+        if messages:
+            await self.send(messages)
+
+    def event_messages(self) -> list[OutgoingMessage]:
+        """The pending new events as live-topic messages of at most EVENTS_PER_MESSAGE each."""
+        events = self.counter.take_pending()
+        chunks = (events[i : i + EVENTS_PER_MESSAGE] for i in range(0, len(events), EVENTS_PER_MESSAGE))
+        batches = (LiveEvents(replica=self.replica, events=chunk) for chunk in chunks)
+        return [OutgoingMessage(self.topic, batch.model_dump_json().encode()) for batch in batches]
+
+    def presence_message(self, now: float) -> OutgoingMessage | None:
+        """This replica's counts when they changed (at most 4/s) or the heartbeat is due."""
+        since = now - self.last_presence_at
+        if since < MIN_PRESENCE_INTERVAL:
+            return None
+        counts = self.counter.active.counts(now, self.owned_partitions())
+        if counts == self.last_counts and since < self.settings.live_heartbeat_seconds:
+            return None
+        self.last_counts, self.last_presence_at = counts, now
+        presence = Presence(
+            replica=self.replica,
+            window_seconds=self.settings.live_window_seconds,
+            partitions=counts,
+            sent_at=now,
+        )
+        return OutgoingMessage(self.topic, presence.model_dump_json().encode())
+
+    async def send(self, messages: list[OutgoingMessage]) -> None:
+        """Send, or drop with a warning: live data is worthless late."""
+        try:
+            await self.producer.send_all(messages)
+        except BrokerUnavailable as exc:
+            self.failures += 1
+            self.last_counts = None  # resend the counts next round
+            log.warning("live update dropped (%d messages): %s", len(messages), exc)
+
+
+def owned_partitions_of(app: faust.App, topic: str) -> Callable[[], set[int]]:
+    """The events-topic partitions this replica's faust consumer holds right now."""
+
+    def owned() -> set[int]:
+        try:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        except Exception:  # noqa: BLE001 - consumer not started or mid-rebalance: nothing owned yet
+            return set()
+
+    return owned
+
+
+def register_live_counts(
+    app: faust.App, topic: faust.TopicT, runtime: Runtime, settings: StreamSettings
+) -> LiveCounter:
+    """The live-counts agent and its publishing loop."""
+    assert runtime.producer is not None
+    counter = LiveCounter(settings)
+    publisher = LivePublisher(
+        counter,
+        runtime.producer,
+        runtime.live_topic,
+        owned_partitions_of(app, runtime.events_topic),
+        settings,
+    )
+
+    @app.agent(topic, name="live-counts", concurrency=1)
+    async def count_live(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(TAKE_MAX, within=TAKE_WITHIN_SECONDS):
+            now = time.time()
+            for event in events:
+                try:
+                    counter.observe(event.value, event.message.partition, now)
+                except Exception:  # noqa: BLE001 - a crashed agent would hold back the loader's commits
+                    log.exception(
+                        "live counts skipped %s[%s]@%s",
+                        event.message.topic,
+                        event.message.partition,
+                        event.message.offset,
+                    )
+
+    @app.task
+    async def publish_live() -> None:
+        # A plain loop rather than app.timer: a slow Kafka round just delays the next one.
+        while True:
+            await asyncio.sleep(settings.live_flush_seconds)
+            try:
+                await publisher.tick()
+            except Exception:  # noqa: BLE001 - a bad round must not stop publishing
+                log.exception("live publisher round failed")
+
+    return counter

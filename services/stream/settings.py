@@ -12,8 +12,18 @@ class StreamSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAM_", extra="ignore")
 
     batch_size: int = Field(10_000, ge=1, le=200_000, description="Rows per ClickHouse insert at most")
-    flush_seconds: float = Field(1.0, gt=0, le=60, description="Insert at least this often when events arrive")
+    flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="Insert at least this often when events arrive"
+    )
     commit_interval_seconds: float = Field(1.0, gt=0, le=60)
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
     retry_max_seconds: float = Field(30.0, gt=0, description="Longest pause between ClickHouse retries")
     live_enabled: bool = Field(True, description="Publish live counts to the live-updates topic")
+    # Live counts (services/stream/live_counts.py); the gateway's own settings are LIVE_* in services/live.
+    live_window_seconds: int = Field(300, ge=1, le=86_400, description="Active users: events this recent")
+    live_flush_seconds: float = Field(0.1, gt=0, le=5, description="Publish new events this often")
+    live_heartbeat_seconds: float = Field(1.0, gt=0, le=10, description="Publish counts at least this often")
+    live_max_event_age_seconds: float = Field(
+        60.0, gt=0, description="Publish new_event only for events received this recently (no replay floods)"
+    )
+    live_max_pending_events: int = Field(10_000, ge=1, description="Events awaiting the live topic")
