@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from shared.errors import InvalidRequest
+from shared.events import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 MAX_RANGE_DAYS = 366
 
@@ -16,8 +21,16 @@ class DateRange:
     end: date
 
     @classmethod
-    def checked(cls, start: date, end: date, *, max_days: int = MAX_RANGE_DAYS,
-                start_field: str = "start_date", end_field: str = "end_date", where: str = "query") -> DateRange:
+    def checked(
+        cls,
+        start: date,
+        end: date,
+        *,
+        max_days: int = MAX_RANGE_DAYS,
+        start_field: str = "start_date",
+        end_field: str = "end_date",
+        where: str = "query",
+    ) -> DateRange:
         """A valid range, or 422 naming the offending field."""
         if end < start:
             raise InvalidRequest(
@@ -45,6 +58,28 @@ class DateRange:
 
 
 # SQL fragment for the range, with the parameters from DateRange.parameters().
-RANGE_FILTER = "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"
+RANGE_FILTER = (
+    "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"
+)
 # Readers deduplicate with FINAL; partitions never share an event_id key, so each is done on its own.
 FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+
+
+DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Events exist only in [MIN_TIMESTAMP, MAX_TIMESTAMP) (ingest refuses others); so may the days asked for.
+FIRST_DAY, LAST_DAY = MIN_TIMESTAMP.date(), MAX_TIMESTAMP.date() - timedelta(days=1)
+
+
+def strict_day(value: Any) -> Any:
+    """Accept only `YYYY-MM-DD` text (or a date) between FIRST_DAY and LAST_DAY."""
+    if isinstance(value, str) and DAY_PATTERN.fullmatch(value):
+        value = date.fromisoformat(value)
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise ValueError("dates are YYYY-MM-DD")
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"dates are between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+# A calendar day in requests: `YYYY-MM-DD`, a real date, in the range events can have.
+Day = Annotated[date, BeforeValidator(strict_day)]

@@ -1,0 +1,186 @@
+"""Cohort runner: `build(request) -> (sql, params)` and `parse(rows, request) -> CohortResponse`.
+
+The cohorts are the `periods` consecutive periods ending with the one that holds end_date. Events after
+end_date do not exist for this query (as if it ran at the end of that day). A user's cohort is the
+period of their first-ever event matching start_event (any event when absent); for each offset k whose
+period cohort+k starts on or before end_date, `count` is the number of cohort users with a return_event
+(any event when absent) in period cohort+k.
+
+One scan, grouped by user: the first start time, and a UInt64 with bit i set when the user returned in
+shown period i. `bench/query_latency.py` runs this against the same query built on `retention()` (which
+takes at most 32 conditions, so 52 periods need two calls), checks both agree, and times them: the bit
+mask came out 3-20% faster on 1M and 10M synthetic events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from services.query.dates import FINAL_SETTINGS, Day
+from services.query.rounding import percentage
+from shared.clickhouse import ClickHouse
+from shared.constants import EVENTS_TABLE, MAX_EVENT_NAME_LENGTH
+
+PeriodType = Literal["daily", "weekly", "monthly"]
+BlankIsAbsent = BeforeValidator(lambda v: None if v == "" else v)  # `start_event=` in a URL: "any event"
+EventName = Annotated[
+    Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)] | None, BlankIsAbsent
+]
+# The number of the period holding `timestamp`, counted from the first shown period (which starts at
+# {first_at}, {first_ms} in ms). Only used for timestamps on or after {first_at}, where intDiv floors.
+# (toRelativeDayNum would do, but it saturates after 2149.)
+DAYS_SINCE_FIRST = "intDiv(toUnixTimestamp64Milli({t}) - {{first_ms:Int64}}, 86400000)"
+PERIOD_INDEX = {
+    "daily": DAYS_SINCE_FIRST,
+    "weekly": f"intDiv({DAYS_SINCE_FIRST}, 7)",
+    "monthly": "(toRelativeMonthNum({t}) - toRelativeMonthNum({{first:Date32}}))",
+}
+
+
+class CohortRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    period_type: PeriodType = "weekly"
+    periods: int = Field(8, ge=1, le=52, description="How many cohorts, ending with the one holding end_date")
+    end_date: Annotated[Day | None, BlankIsAbsent] = Field(
+        None, description="Last day counted, inclusive (default: today, UTC)"
+    )
+    start_event: EventName = Field(None, description="Event that places a user in a cohort (default: any)")
+    return_event: EventName = Field(None, description="Event that counts as a return (default: any)")
+
+    @property
+    def last_day(self) -> date:
+        return self.end_date or datetime.now(UTC).date()
+
+    def period_starts(self) -> list[date]:
+        """The first day of every shown period, oldest first."""
+        last = period_start(self.last_day, self.period_type)
+        return [shift(last, k - self.periods + 1, self.period_type) for k in range(self.periods)]
+
+
+class RetentionPoint(BaseModel):
+    period: int
+    percentage: float = Field(description="count / users x 100, 2 decimals (0.0 for an empty cohort)")
+    count: int
+
+
+class Cohort(BaseModel):
+    cohort_date: str = Field(description="2023-W01 (ISO week-year), 2023-01 or 2023-01-31")
+    users: int
+    data: list[RetentionPoint]
+
+
+class CohortResponse(BaseModel):
+    cohorts: list[Cohort]
+
+
+def period_start(day: date, period_type: str) -> date:
+    """The first day of the period holding `day` (ISO weeks start on Monday)."""
+    if period_type == "daily":
+        return day
+    if period_type == "weekly":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def shift(start: date, periods: int, period_type: str) -> date:
+    """The start of the period `periods` after (or before, when negative) the one starting at `start`."""
+    if period_type == "daily":
+        return start + timedelta(days=periods)
+    if period_type == "weekly":
+        return start + timedelta(weeks=periods)
+    months = start.year * 12 + start.month - 1 + periods
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def label(start: date, period_type: str) -> str:
+    """2020-W53 for weeks (by ISO week-year), 2023-01 for months, 2023-01-31 for days."""
+    if period_type == "weekly":
+        iso = start.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if period_type == "monthly":
+        return f"{start.year:04d}-{start.month:02d}"
+    return start.isoformat()
+
+
+@dataclass(frozen=True)
+class Returns:
+    """How a user's return periods are kept: a per-user aggregate named `active`, and the test of
+    offset k from the user's `cohort`. Both see `period` (the event's shown-period number) and
+    `returned` (the event is a return inside the shown periods)."""
+
+    aggregate: Callable[[int], str]
+    returned_at_offset: str
+
+
+BIT_MASK = Returns(
+    aggregate=lambda periods: "groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned)",
+    returned_at_offset="bitTest(active, cohort + k)",
+)
+
+
+def build(request: CohortRequest, returns: Returns = BIT_MASK) -> tuple[str, dict[str, Any]]:
+    """Rows (cohort index, users, [returning users at offset 0, 1, ...]) for non-empty cohorts."""
+    first = request.period_starts()[0]
+    params: dict[str, Any] = {
+        "first": first,
+        "first_at": datetime.combine(first, datetime.min.time(), tzinfo=UTC),
+        "first_ms": (first - date(1970, 1, 1)).days * 86_400_000,
+        "range_end": datetime.combine(request.last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC),
+    }
+    is_start = event_condition(request.start_event, "start_event", params)
+    is_return = event_condition(request.return_event, "return_event", params)
+    events = [e for e in (request.start_event, request.return_event) if e is not None]
+    event_filter = "1"
+    if len(events) == 2:
+        params["events"] = events
+        event_filter = "event IN {events:Array(String)}"
+    index = PERIOD_INDEX[request.period_type]
+    counts = f"arrayMap(k -> toUInt64({returns.returned_at_offset}), range({request.periods} - cohort))"
+    sql = f"""
+        SELECT cohort, count() AS users, sumForEach({counts})
+        FROM (
+            SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
+                   {returns.aggregate(request.periods)} AS active
+            FROM (SELECT user_id, timestamp, {is_start} AS is_start, {index.format(t="timestamp")} AS period,
+                         {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
+                  FROM {EVENTS_TABLE} FINAL
+                  WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
+            GROUP BY user_id
+            HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}})
+        GROUP BY cohort
+        ORDER BY cohort"""
+    return sql, params
+
+
+def event_condition(event: str | None, name: str, params: dict[str, Any]) -> str:
+    if event is None:
+        return "1"
+    params[name] = event
+    return f"event = {{{name}:String}}"
+
+
+def parse(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortResponse:
+    """Every shown period as a cohort (empty ones too), with offsets up to the last shown period."""
+    found = {int(index): (int(users), [int(c) for c in counts]) for index, users, counts in rows}
+    cohorts = []
+    for i, start in enumerate(request.period_starts()):
+        users, counts = found.get(i, (0, [0] * request.periods))
+        data = [
+            RetentionPoint(period=k, count=counts[k], percentage=percentage(counts[k], users))
+            for k in range(request.periods - i)
+        ]
+        cohorts.append(Cohort(cohort_date=label(start, request.period_type), users=users, data=data))
+    return CohortResponse(cohorts=cohorts)
+
+
+async def run_cohort(clickhouse: ClickHouse, request: CohortRequest, timeout: float) -> CohortResponse:
+    """Build, execute (FINAL, with the timeout) and parse one cohort table."""
+    sql, params = build(request)
+    rows = await clickhouse.query(sql, params, settings=FINAL_SETTINGS, timeout=timeout)
+    return parse(rows, request)
