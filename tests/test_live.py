@@ -192,8 +192,11 @@ async def test_counts_of_two_stream_replicas_add_up(
 async def test_stalled_client_does_not_delay_a_healthy_one(
     environment: Environment, services: list[ServiceProcess]
 ) -> None:
-    # No rate limit and a queue as long as a live-topic batch: only a stalled socket can lose messages.
-    system = environment.service("all", LIVE_MAX_EVENTS_PER_SECOND=1_000_000, LIVE_CLIENT_QUEUE_SIZE=500)
+    # No rate limit, no staleness limit, a queue as long as a live-topic batch: only a stalled socket
+    # can lose messages.
+    system = environment.service(
+        "all", LIVE_MAX_EVENTS_PER_SECOND=1_000_000, LIVE_CLIENT_QUEUE_SIZE=500, LIVE_MAX_DELAY_SECONDS=60
+    )
     services.append(system)
     system.start()
     stalled = await open_stalled(system.url)
@@ -279,12 +282,14 @@ def test_presence_board_combines_replicas_and_follows_handoffs() -> None:
     assert board.total(now=200) is None
 
 
-def test_client_budget_and_queue_bound_are_accounted() -> None:
-    settings = LiveSettings(max_events_per_second=10, client_queue_size=4)
+def test_client_budget_queue_bound_and_staleness_are_accounted() -> None:
+    settings = LiveSettings(max_events_per_second=10, client_queue_size=4, max_delay_seconds=2)
     client = Client(socket=None, settings=settings, now=0.0)  # type: ignore[arg-type]
-    client.offer_events([f"e{i}" for i in range(25)], now=0.0)
-    assert list(client.events) == ["e6", "e7", "e8", "e9"] and client.dropped == 21
-    client.offer_events(["late"], now=0.05)  # half a token refilled: still over budget
+    client.offer_events([(0.0, f"e{i}") for i in range(25)], now=0.0)
+    assert [text for _, text in client.events] == ["e6", "e7", "e8", "e9"] and client.dropped == 21
+    client.offer_events([(0.05, "late")], now=0.05)  # half a token refilled: still over budget
     assert client.dropped == 22
-    assert client.next_message(now=0.0) == '{"type":"dropped","count":22}'
-    assert client.next_message(now=0.0) == "e6"
+    assert client.next_message(now=0.1) == '{"type":"dropped","count":22}'
+    assert client.next_message(now=0.1) == "e6"
+    assert client.next_message(now=2.5) is None and client.dropped == 3  # e7..e9 waited too long
+    assert client.next_message(now=2.5) == '{"type":"dropped","count":3}'

@@ -5,8 +5,9 @@ Protocol of WS /ws/analytics/live:
   refused with HTTP 401 (no or unknown key) or 403 (an ingest key).
 - Server -> client: `{"type": "active_users", "count": N}` at once, then when N changes (at most 4 a
   second) and at least every 5 s; `{"type": "new_event", "event", "user_id", "timestamp", "amount"?}`
-  for each new event; `{"type": "dropped", "count": k}` after messages were lost to the per-client rate
-  limit or a full queue; `{"type": "subscribed", "events": [...] | null}`, `{"type": "pong"}` and
+  for each new event; `{"type": "dropped", "count": k}` (at most once a second) after new_event messages
+  were lost to the per-client rate limit, a full queue, or waiting longer than LIVE_MAX_DELAY_SECONDS;
+  `{"type": "subscribed", "events": [...] | null}`, `{"type": "pong"}` and
   `{"type": "error", "error": code, "message": ...}` in reply to the client's messages.
 - Client -> server: `{"type": "subscribe", "events": ["purchase"]}` (`[]`: counts only; `null`: all),
   `{"type": "ping"}`. Dead peers are dropped by the server's WebSocket ping/pong (uvicorn keepalive).

@@ -4,7 +4,9 @@ The feed hands each batch of new events to `Hub.publish`, which encodes every ev
 client references to the shared text, within its subscription and its per-second budget. Nothing here
 awaits a socket: each client has its own writer task, and a client whose writer is stuck (its TCP
 buffer is full) keeps at most `client_queue_size` messages, counting the rest as dropped and saying so
-when it can. Counts are not queued: a client holds only the latest one.
+when it can. A new_event that waited more than `max_delay_seconds` is dropped too (and counted): under
+overload clients get fresh events or a notice, never a growing lag. Counts are not queued: a client
+holds only the latest one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from services.live.messages import LiveEvent, active_users_text, dropped_text
 from services.live.settings import LiveSettings
 
 CONTROL_QUEUE_SIZE = 32  # replies to the client's own messages (errors, pong, subscribed)
+Queued = tuple[float, str]  # (when the gateway received it, the new_event text), shared by every client
 
 
 class Client:
@@ -29,7 +32,7 @@ class Client:
     def __init__(self, socket: WebSocket, settings: LiveSettings, now: float) -> None:
         self.socket = socket
         self.settings = settings
-        self.events: deque[str] = deque(maxlen=settings.client_queue_size)
+        self.events: deque[Queued] = deque(maxlen=settings.client_queue_size)
         self.control: deque[str] = deque(maxlen=CONTROL_QUEUE_SIZE)
         self.count: int | None = None
         self.subscription: frozenset[str] | None = None  # None: every event
@@ -41,7 +44,7 @@ class Client:
         self.noticed_at = -math.inf
         self.wake = asyncio.Event()
 
-    def offer_events(self, matching: list[str], now: float) -> None:
+    def offer_events(self, matching: list[Queued], now: float) -> None:
         """Queue what the rate budget allows; the rest, and what a full queue pushes out, count as dropped."""
         if not matching:
             return
@@ -81,7 +84,12 @@ class Client:
         if self.notice_due(now):
             dropped, self.dropped, self.noticed_at = self.dropped, 0, now
             return dropped_text(dropped)
-        return self.events.popleft() if self.events else None
+        while self.events:
+            queued_at, text = self.events.popleft()
+            if now - queued_at <= self.settings.max_delay_seconds:
+                return text
+            self.lose(1)  # stale: live data is worthless late
+        return None
 
     async def write_forever(self) -> None:
         """Send whatever is waiting; only this client waits when its socket is slow."""
@@ -117,10 +125,10 @@ class Hub:
 
     def publish(self, events: list[LiveEvent]) -> None:
         """Hand a batch of new events to every client (encoded once per batch, filtered per subscription)."""
-        named = [(e.event, e.client_text()) for e in events]
-        self.events_published += len(named)
-        by_subscription: dict[frozenset[str] | None, list[str]] = {}
         now = time.monotonic()
+        named = [(e.event, (now, e.client_text())) for e in events]
+        self.events_published += len(named)
+        by_subscription: dict[frozenset[str] | None, list[Queued]] = {}
         for client in self.clients:
             wanted = client.subscription
             matching = by_subscription.get(wanted)

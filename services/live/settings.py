@@ -14,6 +14,7 @@ class LiveSettings(BaseSettings):
     client_queue_size: int = Field(256, ge=1, le=100_000, description="Messages queued per client")
     count_interval_seconds: float = Field(0.25, ge=0.25, le=5, description="Count check interval")
     heartbeat_seconds: float = Field(4.0, gt=0, le=5, description="Send the count at least this often")
+    max_delay_seconds: float = Field(2.0, gt=0, le=60, description="Drop new_event older than this")
     dropped_notice_seconds: float = Field(1.0, gt=0, le=60, description="Loss notice interval")
     presence_ttl_seconds: float = Field(10.0, gt=0, description="Count expiry without reports")
     history_messages: int = Field(200, ge=0, le=100_000, description="Live-topic messages read back at start")
