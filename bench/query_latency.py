@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import tempfile
@@ -125,21 +126,29 @@ def retention_aggregate(periods: int) -> str:
 RETENTION = Returns(aggregate=retention_aggregate, returned_at_offset="active[cohort + k + 1]")
 
 
-async def timed(runs: int, calls: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, tuple[float, Any]]:
-    """Per call: median wall time (ms) over `runs` rounds after a warm-up, and its last result.
-    The calls take turns within each round, so drift in the machine affects them alike."""
+async def timed(
+    runs: int, calls: dict[str, Callable[[], Awaitable[Any]]]
+) -> dict[str, tuple[float, float, Any]]:
+    """Per call: median wall time and median CPU time of this process (ms; chDB runs in-process, so
+    CPU time is the query's work and barely moves when other programs load the machine) over `runs`
+    rounds after a warm-up, and the last result. The calls take turns within each round."""
     results = {label: await call() for label, call in calls.items()}
-    times: dict[str, list[float]] = {label: [] for label in calls}
+    wall: dict[str, list[float]] = {label: [] for label in calls}
+    cpu: dict[str, list[float]] = {label: [] for label in calls}
     for _ in range(runs):
         for label, call in calls.items():
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             results[label] = await call()
-            times[label].append((time.perf_counter() - started) * 1000)
-    return {label: (statistics.median(times[label]), results[label]) for label in calls}
+            wall[label].append((time.perf_counter() - started) * 1000)
+            cpu[label].append((time.process_time() - started_cpu) * 1000)
+    return {
+        label: (statistics.median(wall[label]), statistics.median(cpu[label]), results[label])
+        for label in calls
+    }
 
 
-async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, float]:
-    """Median latency (ms) of each query shape; checks the two cohort formulations agree."""
+async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) ms of each query shape; checks the two cohort formulations agree."""
     funnels = {
         "funnel 3 steps, 30 days, ordered": {},
         "funnel 3 steps, 30 days, strict": {"mode": "strict"},
@@ -155,6 +164,7 @@ async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, float]:
         "cohort weekly x 8, signup -> page_view": CohortRequest(
             **COHORT, start_event="signup", return_event="page_view"
         ),
+        "cohort weekly x 52, any event": CohortRequest(**{**COHORT, "periods": 52}),
     }
     for label, request in cohorts.items():
         calls[label] = partial(run_cohort, clickhouse, request, TIMEOUT)
@@ -163,13 +173,13 @@ async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, float]:
         calls[f"{label}, retention() instead of the bit mask"] = retention
     results = await timed(runs, calls)
     for label, request in cohorts.items():
-        retention_rows = results[f"{label}, retention() instead of the bit mask"][1]
-        assert parse_cohort(retention_rows, request) == results[label][1], "cohort formulations disagree"
-    ordered = results["funnel 3 steps, 30 days, ordered"][1]
+        retention_rows = results[f"{label}, retention() instead of the bit mask"][2]
+        assert parse_cohort(retention_rows, request) == results[label][2], "cohort formulations disagree"
+    ordered = results["funnel 3 steps, 30 days, ordered"][2]
     print(
         "ordered funnel:", ", ".join(f"{s.step} {s.count:,} ({s.conversion_rate}%)" for s in ordered.funnel)
     )
-    return {label: ms for label, (ms, _) in results.items()}
+    return {label: (wall, cpu) for label, (wall, cpu, _) in results.items()}
 
 
 async def main(events: int, runs: int, path: Path | None) -> None:
@@ -183,9 +193,12 @@ async def main(events: int, runs: int, path: Path | None) -> None:
             f"generated {made['rows']:,} rows for {made['users']:,} users in {made['seconds']} s "
             f"(properties {made['properties_bytes_avg']} B on average, {made['raw_properties_mb']} MB raw)"
         )
-        print(f"median of {runs} runs (ms), {date.today()}:")
-        for label, ms in (await measure(clickhouse, runs)).items():
-            print(f"  {ms:9.1f}  {label}")
+        figures = await measure(clickhouse, runs)
+        load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        print(f"median of {runs} runs, {date.today()}, {load}")
+        print("  wall ms    CPU ms")
+        for label, (wall, cpu) in figures.items():
+            print(f"  {wall:7.0f}  {cpu:8.0f}  {label}")
     finally:
         clickhouse.close()
         if path is None:

@@ -8,8 +8,8 @@ period cohort+k starts on or before end_date, `count` is the number of cohort us
 
 One scan, grouped by user: the first start time, and a UInt64 with bit i set when the user returned in
 shown period i. `bench/query_latency.py` runs this against the same query built on `retention()` (which
-takes at most 32 conditions, so 52 periods need two calls), checks both agree, and times them: the bit
-mask came out 3-20% faster on 1M and 10M synthetic events.
+takes at most 32 conditions, so 52 periods need two calls), checks both agree, and times them: on 1M
+and 10M synthetic events the bit mask used 9-34% less CPU (weekly x 8 at 10M: 2.4 s against 2.8 s).
 """
 
 from __future__ import annotations
