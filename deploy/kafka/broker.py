@@ -98,7 +98,9 @@ class KafkaBroker:
         """Format KRaft storage once; a formatted directory keeps its cluster id."""
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # a leading '-' would be read as an option by StorageTool
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 

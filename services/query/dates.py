@@ -32,6 +32,12 @@ class DateRange:
         where: str = "query",
     ) -> DateRange:
         """A valid range, or 422 naming the offending field."""
+        for name, day in ((start_field, start), (end_field, end)):
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise InvalidRequest(
+                    f"{name} ({day}) is outside {FIRST_DAY}..{LAST_DAY}, the days events can have",
+                    details=[{"loc": [where, name], "msg": f"must be between {FIRST_DAY} and {LAST_DAY}"}],
+                )
         if end < start:
             raise InvalidRequest(
                 f"{end_field} ({end}) is before {start_field} ({start})",
