@@ -41,7 +41,7 @@ def raise_open_files_limit() -> None:
 
 
 def run_worker(plan: WorkerPlan, queue: Queue[Any]) -> None:
-    """Process entry point: connect, report ("ready", n), listen, report ("samples", [(seq, t)], n)."""
+    """Process entry point: connect, report ("ready", n), listen, report ("samples", [(seq, t)], n, cpu s)."""
     raise_open_files_limit()
     asyncio.run(hold_clients(plan, queue))
 
@@ -54,7 +54,7 @@ async def hold_clients(plan: WorkerPlan, queue: Queue[Any]) -> None:
     results = await asyncio.gather(*(listen(s, plan) for s in sockets), return_exceptions=True)
     samples = [sample for r in results if isinstance(r, list) for sample in r]
     finished = sum(1 for r in results if isinstance(r, list))
-    queue.put(("samples", samples, finished))
+    queue.put(("samples", samples, finished, time.process_time()))
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
 
 

@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -47,6 +48,7 @@ class FanoutResult:
     rss_connected: float | None = None
     rss_peak: float | None = None
     cpu_seconds: float | None = None  # the gateway's, while the probes were posted and delivered
+    client_cpu_seconds: float = 0.0  # the client workers', for the whole round (they share the host)
 
     @property
     def missing(self) -> int:
@@ -107,14 +109,15 @@ def measure(
     processes = [context.Process(target=run_worker, args=(plan, queue), daemon=True) for plan in plans]
     for process in processes:
         process.start()
-    result.connected = sum(receive(queue, "ready", 300)[1] for _ in processes)
+    result.connected = sum(receive(queue, "ready", 300, processes)[1] for _ in processes)
     result.rss_connected = rss_mib(gateway_pid)
     sampler = PeakRss(gateway_pid)
     sampler.start()
     cpu_before = cpu_seconds(gateway_pid)
     answered, result.round_trips = asyncio.run(post_probes(ingest_url, ingest_key, run_id, probes, interval))
     for _ in processes:
-        _, samples, _finished = receive(queue, "samples", 180)
+        _, samples, _finished, client_cpu = receive(queue, "samples", 180, processes)
+        result.client_cpu_seconds += client_cpu
         result.delays.extend(arrived - answered[seq] for seq, arrived in samples if seq in answered)
     sampler.stopping.set()
     result.rss_peak = sampler.peak
@@ -126,12 +129,20 @@ def measure(
     return result
 
 
-def receive(queue: Any, kind: str, timeout: float) -> tuple[Any, ...]:
-    """The next message from a client worker, which must be of `kind`."""
-    message = queue.get(timeout=timeout)
-    if message[0] != kind:
-        raise RuntimeError(f"expected {kind!r} from a client worker, got {message[0]!r}")
-    return message
+def receive(queue: Any, kind: str, timeout: float, workers: list[Any]) -> tuple[Any, ...]:
+    """The next message from a client worker, which must be of `kind`; fails fast if they all died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = queue.get(timeout=1)
+        except Empty:
+            if not any(w.is_alive() for w in workers):
+                raise RuntimeError("every client worker exited early; see its traceback above") from None
+            continue
+        if message[0] != kind:
+            raise RuntimeError(f"expected {kind!r} from a client worker, got {message[0]!r}")
+        return message
+    raise TimeoutError(f"no {kind!r} from the client workers in {timeout:.0f}s")
 
 
 def describe(baseline: FanoutResult, result: FanoutResult) -> str:
@@ -157,7 +168,10 @@ def describe(baseline: FanoutResult, result: FanoutResult) -> str:
         )
     if result.cpu_seconds is not None and result.delays:
         per_message = result.cpu_seconds / len(result.delays) * 1e6
-        lines.append(f"gateway CPU: {result.cpu_seconds:.1f} s, ~{per_message:.0f} µs per delivered message")
+        lines.append(
+            f"CPU: gateway {result.cpu_seconds:.1f} s (~{per_message:.0f} µs per delivered message), "
+            f"client workers {result.client_cpu_seconds:.1f} s on the same host"
+        )
     lines.append(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return "\n".join(lines)
 
