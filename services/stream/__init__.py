@@ -35,7 +35,9 @@ class StreamComponent:
         assert runtime.clickhouse is not None and runtime.producer is not None
         await runtime.ensure_topics()  # faust assigns only partitions of topics that exist
         common = runtime.settings
-        self.app = build_faust_app(common.kafka_bootstrap_servers, common.topic_prefix, self.settings)
+        self.app = build_faust_app(
+            common.kafka_bootstrap_servers, common.topic_prefix, self.settings, data_dir=common.data_dir
+        )
         events = self.app.topic(runtime.events_topic, value_type=bytes, key_type=bytes)
         self.loader = ClickHouseLoader(runtime.clickhouse, runtime.producer, runtime.dead_letter_topic,
                                        self.settings)
