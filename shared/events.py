@@ -24,7 +24,9 @@ def as_utc(moment: datetime) -> datetime:
 
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, the precision ClickHouse stores."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def clickhouse_time(moment: datetime) -> str:
@@ -73,7 +75,8 @@ class IncomingEvent(BaseModel):
         return self
 
     def to_stored(self, received_at: datetime, source: str = "api") -> StoredEvent:
-        return StoredEvent(
+        # Every field was validated above (and received_at is our own clock): skip validating twice.
+        return StoredEvent.model_construct(
             event_id=self.event_id or uuid.uuid4(),
             event=self.event,
             user_id=self.user_id if self.user_id is not None else str(self.anonymous_id),

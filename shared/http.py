@@ -70,20 +70,25 @@ def status_of(exc: errors.AnalyticsError) -> int:
     return 500
 
 
+def analytics_error_response(exc: errors.AnalyticsError) -> JSONResponse:
+    """The answer to one of our error kinds: its status, JSON body and Retry-After where it helps."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    for kind, seconds in RETRY_AFTER_SECONDS.items():
+        if isinstance(exc, kind):
+            headers["Retry-After"] = str(seconds)
+    if isinstance(exc, errors.Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status_of(exc), exc.code, exc.message, exc.details, headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error kind to its status and a JSON body; nothing leaks a stack trace."""
 
     @app.exception_handler(errors.AnalyticsError)
     async def analytics_error(_: Request, exc: errors.AnalyticsError) -> JSONResponse:
-        headers: dict[str, str] = {}
-        if isinstance(exc, errors.RateLimited):
-            headers["Retry-After"] = str(exc.retry_after)
-        for kind, seconds in RETRY_AFTER_SECONDS.items():
-            if isinstance(exc, kind):
-                headers["Retry-After"] = str(seconds)
-        if isinstance(exc, errors.Unauthorized):
-            headers["WWW-Authenticate"] = "Bearer"
-        return error_response(status_of(exc), exc.code, exc.message, exc.details, headers)
+        return analytics_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from services.ingest import routes, segment
+from services.ingest.fastpath import IngestFastPath
 from services.ingest.settings import IngestSettings
 
 if TYPE_CHECKING:
@@ -24,8 +25,19 @@ class IngestComponent:
     _runtime: Runtime | None = None
     _topics: asyncio.Task[None] | None = None
 
+    _events_router: APIRouter | None = None
+
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.settings), segment.build_router()]
+        return [self.events_router(), segment.build_router()]
+
+    def events_router(self) -> APIRouter:
+        if self._events_router is None:
+            self._events_router = routes.build_router(self.settings)
+        return self._events_router
+
+    def middleware(self) -> list[tuple[type, dict[str, Any]]]:
+        """The single-event hot path skips the framework's router (services/ingest/fastpath.py)."""
+        return [(IngestFastPath, {"endpoint": self.events_router().post_events})]
 
     @property
     def producer_ack_timeout(self) -> float:

@@ -50,7 +50,13 @@ class Intake:
             reasons = describe(exc)
             self.rejected.append(Rejection(index=index, errors=reasons))
             self.dead_letters.append(
-                DeadLetter(reason="; ".join(reasons), stage="ingest", source=self.source, payload=item, errors=reasons)
+                DeadLetter(
+                    reason="; ".join(reasons),
+                    stage="ingest",
+                    source=self.source,
+                    payload=item,
+                    errors=reasons,
+                )
             )
 
     async def publish(self) -> IngestResult:
@@ -62,7 +68,7 @@ class Intake:
         messages = [OutgoingMessage(self.events_topic, e.to_message(), e.key) for e in self.accepted]
         messages += [OutgoingMessage(self.dead_letter_topic, d.to_message()) for d in self.dead_letters]
         await self.producer.send_all(messages)
-        return IngestResult(
+        return IngestResult.model_construct(
             accepted=len(self.accepted),
             rejected=self.rejected,
             event_ids=[str(e.event_id) for e in self.accepted],
