@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import InvalidRequest
-from shared.events import DeadLetter, IncomingEvent, StoredEvent
+from shared.events import AcceptedEvent, DeadLetter, IncomingEvent
 from shared.kafka import DurableProducer, OutgoingMessage
 
 
@@ -37,12 +37,12 @@ class Intake:
     events_topic: str
     dead_letter_topic: str
     source: str = "api"
-    accepted: list[StoredEvent] = field(default_factory=list)
+    accepted: list[AcceptedEvent] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def add(
-        self, index: int, item: Any, convert: Callable[[Any, datetime], StoredEvent], now: datetime
+        self, index: int, item: Any, convert: Callable[[Any, datetime], AcceptedEvent], now: datetime
     ) -> None:
         try:
             self.accepted.append(convert(item, now))
@@ -75,10 +75,10 @@ class Intake:
         )
 
 
-def native_event(item: Any, now: datetime) -> StoredEvent:
+def native_event(item: Any, now: datetime) -> AcceptedEvent:
     if not isinstance(item, dict):
         raise TypeError("each event must be a JSON object")
-    return IncomingEvent.model_validate(item).to_stored(now)
+    return IncomingEvent.model_validate(item).accept(now)
 
 
 def describe(exc: Exception) -> list[str]:
@@ -99,7 +99,7 @@ async def ingest_items(
     producer: DurableProducer,
     events_topic: str,
     dead_letter_topic: str,
-    convert: Callable[[Any, datetime], StoredEvent] = native_event,
+    convert: Callable[[Any, datetime], AcceptedEvent] = native_event,
     source: str = "api",
 ) -> IngestResult:
     now = datetime.now(UTC)

@@ -16,7 +16,7 @@ from services.ingest.intake import ingest_items
 from shared.auth import Role, basic_username, bearer_token
 from shared.constants import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
 from shared.errors import InvalidRequest
-from shared.events import IncomingEvent, StoredEvent, as_utc
+from shared.events import AcceptedEvent, IncomingEvent, as_utc
 from shared.http import ERROR_RESPONSES, authorize
 
 # messageIds that are not UUIDs (e.g. "ajs-...") map to a stable UUID, so retries still deduplicate.
@@ -87,7 +87,7 @@ def stringify(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def segment_event(call: Any, received_at: datetime) -> StoredEvent:
+def segment_event(call: Any, received_at: datetime) -> AcceptedEvent:
     """Map one Segment call onto our event model (validated by the same IncomingEvent rules)."""
     if not isinstance(call, dict):
         raise TypeError("each call must be a JSON object")
@@ -105,7 +105,7 @@ def segment_event(call: Any, received_at: datetime) -> StoredEvent:
         properties=call_properties(call),
         event_id=event_id(call),
     )
-    return incoming.to_stored(received_at, source="segment")
+    return incoming.accept(received_at, source="segment")
 
 
 def with_batch_context(body: dict[str, Any]) -> list[Any]:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from services.ingest.intake import describe, native_event
 from services.ingest.segment import segment_event
 from shared.constants import dead_letter_topic, events_topic
-from shared.events import StoredEvent
+from shared.events import AcceptedEvent, StoredEvent
 from shared.kafka import DurableProducer, OutgoingMessage
 from shared.settings import CommonSettings
 
@@ -76,7 +76,7 @@ async def behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) ->
     return False
 
 
-def revive(record: dict[str, Any], now: datetime) -> StoredEvent:
+def revive(record: dict[str, Any], now: datetime) -> StoredEvent | AcceptedEvent:
     """The event a dead letter's payload makes under today's rules (raises if it still cannot load)."""
     payload = record.get("payload")
     position = record.get("dead_letter_position")
