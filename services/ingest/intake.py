@@ -71,7 +71,7 @@ class Intake:
         return IngestResult.model_construct(
             accepted=len(self.accepted),
             rejected=self.rejected,
-            event_ids=[str(e.event_id) for e in self.accepted],
+            event_ids=[e.event_id for e in self.accepted],
         )
 
 
