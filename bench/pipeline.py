@@ -8,7 +8,6 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,16 +37,14 @@ def loaded_count(processor: ServiceProcess, key: str, day: str = "2023-03-01") -
     return int(response.json()["events"])
 
 
-@dataclass
 class MemorySampler(threading.Thread):
     """Peak RSS (MiB) of each named process while running."""
 
-    pids: dict[str, int]
-    peak: dict[str, float] = field(default_factory=dict)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
+    def __init__(self, pids: dict[str, int]) -> None:
         super().__init__(daemon=True)
+        self.pids = pids
+        self.peak: dict[str, float] = {}
+        self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
