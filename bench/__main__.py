@@ -146,7 +146,18 @@ class Bench:
         for name, peak in sampler.peak.items():
             self.add(Figure(f"RSS under pipeline load: {name}", "MiB", [peak]))
 
+    def wait_for_backlog(self, cap_seconds: float = 900) -> None:
+        """Freshness is measured on an idle pipeline: wait until the loaded count stops moving."""
+        processor, last, deadline = self.processes["processor"], -1, time.monotonic() + cap_seconds
+        while time.monotonic() < deadline:
+            count = pipeline_bench.loaded_count(processor, READ_KEY)
+            if count == last:
+                return
+            last = count
+            time.sleep(3)
+
     def run_freshness(self) -> None:
+        self.wait_for_backlog()
         rate = int(getattr(self, "pipeline_rate", 20_000) / 2)
         stats_p99, ws_p99 = [], []
         for _ in range(self.runs):
