@@ -89,7 +89,11 @@ def build(request: FunnelRequest) -> tuple[str, dict[str, Any]]:
     params.update(window=window_ms, window_scaled=window_ms * 32)
     steps = [(s.event, s.filters) for s in request.steps]
     rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params)
-    levels = funnel_sql.LEVELS_SQL[request.mode](rows, len(steps), request.breakdown is not None)
+    breakdown = request.breakdown is not None
+    if request.mode == "ordered" and len({event for event, _ in steps}) == len(steps):
+        levels = funnel_sql.ordered_levels_sql(rows, len(steps), breakdown, one_step_per_row=True)
+    else:
+        levels = funnel_sql.LEVELS_SQL[request.mode](rows, len(steps), breakdown)
     return funnel_sql.buckets_sql(levels), params
 
 
