@@ -27,9 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from services.query.cohort import CohortRequest, Returns, run_cohort
-from services.query.cohort import build as build_cohort
+from services.query.cohort import CohortRequest, run_cohort
+from services.query.cohort import build_scan as build_cohort_scan
 from services.query.cohort import parse as parse_cohort
+from services.query.cohort_sql import Returns
 from services.query.dates import FINAL_SETTINGS
 from services.query.funnel import FunnelRequest, run_funnel
 from shared.clickhouse import ClickHouse
@@ -91,10 +92,11 @@ FROM {EVENTS_TABLE} WHERE cityHash64(event_id) % 200 = 0
 """
 
 
-async def generate(clickhouse: ClickHouse, events: int) -> dict[str, Any]:
-    """Fill a fresh events table with about `events` synthetic events; returns what was made."""
+async def generate(clickhouse: ClickHouse, events: int, users: int | None = None) -> dict[str, Any]:
+    """Fill a fresh events table with about `events` synthetic events of `users` users (default one per
+    EVENTS_PER_USER events); returns what was made."""
     started = time.perf_counter()
-    users = max(100, events // EVENTS_PER_USER)
+    users = users or max(100, events // EVENTS_PER_USER)
     await clickhouse.command(FUNNEL_ROWS, {"users": users})
     (funnel_rows,) = (await clickhouse.query(f"SELECT count() FROM {EVENTS_TABLE}"))[0]
     await clickhouse.command(ACTIVITY_ROWS, {"users": users, "count": max(0, events - funnel_rows)})
@@ -168,7 +170,7 @@ async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, tuple[float, f
     }
     for label, request in cohorts.items():
         calls[label] = partial(run_cohort, clickhouse, request, TIMEOUT)
-        sql, params = build_cohort(request, RETENTION)
+        sql, params = build_cohort_scan(request, RETENTION)
         retention = partial(clickhouse.query, sql, params, settings=FINAL_SETTINGS, timeout=TIMEOUT)
         calls[f"{label}, retention() instead of the bit mask"] = retention
     results = await timed(runs, calls)
