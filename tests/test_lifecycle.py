@@ -74,30 +74,26 @@ def test_unknown_target_is_refused() -> None:
     assert "unknown target" in result.stderr
 
 
-def test_no_keys_refuses_to_start(tmp_path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "ANALYTICS_DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
+def start_ingest_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Start `--target ingest` with exactly `env` (plus PATH) and wait for it to exit."""
+    return subprocess.run(
         [sys.executable, "-m", "services", "--target", "ingest"],
         cwd=REPO,
-        env=env,
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_no_keys_refuses_to_start(tmp_path) -> None:
+    result = start_ingest_with({"ANALYTICS_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0
     assert "no access keys configured" in result.stderr + result.stdout
 
 
 def test_weak_keys_are_refused(tmp_path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "ANALYTICS_DATA_DIR": str(tmp_path), "ANALYTICS_READ_KEYS": "changeme"}
-    result = subprocess.run(
-        [sys.executable, "-m", "services", "--target", "ingest"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_ingest_with({"ANALYTICS_DATA_DIR": str(tmp_path), "ANALYTICS_READ_KEYS": "changeme"})
     assert result.returncode != 0
     assert "at least 16 characters" in result.stderr + result.stdout
 
