@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic import BaseModel
 
 from services.query.dates import FINAL_SETTINGS, RANGE_FILTER, DateRange
@@ -23,25 +21,25 @@ class StatsResponse(BaseModel):
     by_event: list[EventCount]
 
 
-TOTALS_SQL = f"SELECT count(), uniqExact(user_id) FROM {EVENTS_TABLE} FINAL WHERE {RANGE_FILTER}"
-BY_EVENT_SQL = f"""
-SELECT event, count() AS events, uniqExact(user_id) AS users
-FROM {EVENTS_TABLE} FINAL
-WHERE {RANGE_FILTER}
-GROUP BY event
-ORDER BY events DESC, event ASC
+# One statement, so the totals and the breakdown come from the same snapshot of the table: two
+# queries run side by side could straddle an insert and disagree (events 3, by_event empty).
+STATS_SQL = f"""
+SELECT sum(events), uniqExactMerge(users), groupArray((event, events, finalizeAggregation(users)))
+FROM (
+    SELECT event, count() AS events, uniqExactState(user_id) AS users
+    FROM {EVENTS_TABLE} FINAL
+    WHERE {RANGE_FILTER}
+    GROUP BY event
+)
 """
 
 
 async def basic_stats(clickhouse: ClickHouse, period: DateRange, timeout: float) -> StatsResponse:
-    params = period.parameters()
-    totals, by_event = await asyncio.gather(
-        clickhouse.query(TOTALS_SQL, params, settings=FINAL_SETTINGS, timeout=timeout),
-        clickhouse.query(BY_EVENT_SQL, params, settings=FINAL_SETTINGS, timeout=timeout),
-    )
-    events, users = totals[0] if totals else (0, 0)
+    rows = await clickhouse.query(STATS_SQL, period.parameters(), settings=FINAL_SETTINGS, timeout=timeout)
+    events, users, breakdown = rows[0] if rows else (0, 0, [])
+    ordered = sorted(breakdown, key=lambda row: (-int(row[1]), row[0]))
     return StatsResponse(
-        events=int(events),
-        unique_users=int(users),
-        by_event=[EventCount(event=e, count=int(c), unique_users=int(u)) for e, c, u in by_event],
+        events=int(events or 0),
+        unique_users=int(users or 0),
+        by_event=[EventCount(event=e, count=int(c), unique_users=int(u)) for e, c, u in ordered],
     )
