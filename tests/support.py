@@ -5,9 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.processes import ServiceProcess
@@ -70,6 +73,28 @@ class Environment:
 
     def service(self, targets: str = "all", **overrides: Any) -> ServiceProcess:
         return ServiceProcess(targets, self.env(**overrides), self.workdir)
+
+
+def module_all_in_one(name: str, extra: dict[str, str]) -> Callable[..., Iterator[ServiceProcess]]:
+    """A module-scoped fixture: the all-in-one process with `extra` environment, started once per module
+    in its own temporary directory (named after `name`) and killed after the module's last test."""
+
+    @pytest.fixture(scope="module")
+    def all_in_one(
+        kafka_bootstrap: str, clickhouse_server_url: str | None, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[ServiceProcess]:
+        environment = Environment(
+            kafka=kafka_bootstrap,
+            clickhouse_url=clickhouse_server_url,
+            workdir=tmp_path_factory.mktemp(name),
+            extra=dict(extra),
+        )
+        process = environment.service("all")
+        process.start()
+        yield process
+        process.kill()
+
+    return all_in_one
 
 
 def start_local_broker(workdir: Path) -> KafkaBroker:

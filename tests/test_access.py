@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import websockets
 
 from deploy.processes import ServiceProcess
-from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, Environment
+from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, Environment, module_all_in_one
 
 UNKNOWN_KEY = "unknown-key-0123456789abcdef"
 KEYS = {"none": None, "unknown": UNKNOWN_KEY, "ingest": INGEST_KEY, "read": READ_KEY, "admin": ADMIN_KEY}
@@ -62,20 +61,9 @@ ROUTES = [
 SEGMENT_PATHS = {path for _, path, _, _ in ROUTES if path.startswith("/v1/")}
 
 
-@pytest.fixture(scope="module")
-def access_system(
-    kafka_bootstrap: str, clickhouse_server_url: str | None, tmp_path_factory
-) -> Iterator[ServiceProcess]:
-    environment = Environment(
-        kafka=kafka_bootstrap,
-        clickhouse_url=clickhouse_server_url,
-        workdir=tmp_path_factory.mktemp("access"),
-        extra={"ETL_SCHEDULE_ENABLED": "false", "ANALYTICS_RATE_LIMIT_QUERY": "0"},
-    )
-    process = environment.service("all")
-    process.start()
-    yield process
-    process.kill()
+access_system = module_all_in_one(
+    "access", {"ETL_SCHEDULE_ENABLED": "false", "ANALYTICS_RATE_LIMIT_QUERY": "0"}
+)
 
 
 def call(system: ServiceProcess, method: str, path: str, key: str | None, body: object) -> httpx.Response:

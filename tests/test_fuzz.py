@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from deploy.processes import ServiceProcess
-from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, Environment
+from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, module_all_in_one
 
 # Cases per operation for each key kind: a few hundred per operation in all.
 KEY_CASES = {
@@ -36,25 +35,15 @@ CONFORMANCE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fuzz_system(
-    kafka_bootstrap: str, clickhouse_server_url: str | None, tmp_path_factory
-) -> Iterator[ServiceProcess]:
-    environment = Environment(
-        kafka=kafka_bootstrap,
-        clickhouse_url=clickhouse_server_url,
-        workdir=tmp_path_factory.mktemp("fuzz"),
-        extra={
-            "ETL_SCHEDULE_ENABLED": "false",
-            "ANALYTICS_RATE_LIMIT_QUERY": "0",
-            "ANALYTICS_RATE_LIMIT_INGEST": "0",
-            "ETL_MAX_RUN_DAYS": "31",
-        },
-    )
-    process = environment.service("all")
-    process.start()
-    yield process
-    process.kill()
+fuzz_system = module_all_in_one(
+    "fuzz",
+    {
+        "ETL_SCHEDULE_ENABLED": "false",
+        "ANALYTICS_RATE_LIMIT_QUERY": "0",
+        "ANALYTICS_RATE_LIMIT_INGEST": "0",
+        "ETL_MAX_RUN_DAYS": "31",
+    },
+)
 
 
 def operations(url: str) -> list[schemathesis.APIOperation]:
