@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+from services.component import BaseComponent
 from services.etl import routes
 from services.etl.runner import Clock, EtlRunner, utc_now
 from services.etl.scheduler import EtlScheduler
@@ -19,14 +20,13 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class EtlComponent:
+class EtlComponent(BaseComponent):
     """The runner (built at start, on the shared ClickHouse client), its scheduler and its routes."""
 
     settings: EtlSettings = field(default_factory=EtlSettings)
     clock: Clock = utc_now
     name: str = "etl"
     uses_clickhouse: bool = True
-    uses_producer: bool = False
     runner: EtlRunner | None = None
     scheduler: EtlScheduler | None = None
     extras: dict[str, Any] = field(default_factory=dict)

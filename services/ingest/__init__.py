@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+from services.component import BaseComponent
 from services.ingest import routes, segment
 from services.ingest.fastpath import IngestFastPath
 from services.ingest.settings import IngestSettings
@@ -17,10 +18,9 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class IngestComponent:
+class IngestComponent(BaseComponent):
     settings: IngestSettings = field(default_factory=IngestSettings)
     name: str = "ingest"
-    uses_clickhouse: bool = False
     uses_producer: bool = True
     _runtime: Runtime | None = None
     _topics: asyncio.Task[None] | None = None

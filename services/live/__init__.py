@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+from services.component import BaseComponent
 from services.live.feed import LiveFeed
 from services.live.hub import Hub
 from services.live.routes import build_router
@@ -38,11 +39,9 @@ ACTIVE_USERS_EXTRA = "active_users_now"
 
 
 @dataclass
-class LiveComponent:
+class LiveComponent(BaseComponent):
     settings: LiveSettings = field(default_factory=LiveSettings)
     name: str = "live"
-    uses_clickhouse: bool = False
-    uses_producer: bool = False
     hub: Hub | None = None
     feed: LiveFeed | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
