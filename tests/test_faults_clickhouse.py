@@ -71,7 +71,9 @@ async def test_insert_failures_are_retried_and_nothing_is_committed_early(
 
         monkeypatch.setattr(loader.clickhouse, "insert_json_rows", flaky_insert)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=auth(INGEST_KEY)) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=auth(INGEST_KEY)
+        ) as client:
             for _ in range(5):  # ingest is unaffected by ClickHouse being down
                 response = await client.post("/api/v1/events", json={"events": make_events(100)})
                 assert response.status_code == 202
