@@ -34,6 +34,8 @@ MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 1024 * 1024
 # A message on the events topic larger than this is never loaded (it could not have passed ingest).
 MAX_MESSAGE_BYTES = 64 * 1024
+# An envelope of events on the events topic (shared/events.py), under Kafka's 1 MiB default message size.
+MAX_ENVELOPE_BYTES = 512 * 1024
 
 SEGMENT_MAX_EVENT_BYTES = 32 * 1024
 SEGMENT_MAX_BATCH_BYTES = 500 * 1024

@@ -29,6 +29,7 @@ class OutgoingMessage(NamedTuple):
     topic: str
     value: bytes
     key: bytes | None = None
+    partition: int | None = None  # None: Kafka's default partitioner picks it from the key
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,14 @@ class DurableProducer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    def partition_count(self, topic: str) -> int | None:
+        """How many partitions `topic` has, from the metadata the producer already holds (None: unknown)."""
+        producer = self._producer
+        if producer is None:
+            return None
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+        return len(partitions) if partitions else None
+
     async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
         """Send and wait for every acknowledgement, or raise BrokerUnavailable by the deadline."""
         producer = self._producer
@@ -120,7 +129,9 @@ class DurableProducer:
             raise BrokerUnavailable("the event broker is not reachable; retry later")
         try:
             async with asyncio.timeout(self.ack_timeout):
-                futures = [await producer.send(m.topic, m.value, key=m.key) for m in messages]
+                futures = [
+                    await producer.send(m.topic, m.value, key=m.key, partition=m.partition) for m in messages
+                ]
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             log.warning("kafka did not acknowledge in %.1fs: %r", self.ack_timeout, exc)

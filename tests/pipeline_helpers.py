@@ -63,9 +63,21 @@ def wait_for_count(
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every JSON message on a topic from the beginning, until `expected` arrived or the timeout."""
+    """Every JSON item on a topic from the beginning (an envelope's events one by one), until
+    `expected` arrived or the timeout."""
+    found: list[dict[str, Any]] = []
+    for _, value in read_messages(bootstrap, topic, expected, timeout, unwrap=True):
+        found.extend(value)
+    return found
 
-    async def consume() -> list[dict[str, Any]]:
+
+def read_messages(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0, unwrap: bool = False
+) -> list[tuple[int, Any]]:
+    """(partition, parsed JSON) of every message on a topic from the beginning, until `expected`
+    items arrived (counting an envelope's events when `unwrap`, each then a list) or the timeout."""
+
+    async def consume() -> list[tuple[int, Any]]:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
@@ -74,18 +86,30 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
             group_id=None,
         )
         await consumer.start()
-        found: list[dict[str, Any]] = []
+        found: list[tuple[int, Any]] = []
+        count = 0
         deadline = time.monotonic() + timeout
         try:
-            while len(found) < expected and time.monotonic() < deadline:
+            while count < expected and time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
-                    found.extend(orjson.loads(r.value) for r in records)
+                    for record in records:
+                        value = orjson.loads(record.value)
+                        if unwrap:
+                            value = value["events"] if is_envelope(value) else [value]
+                            count += len(value)
+                        else:
+                            count += 1
+                        found.append((record.partition, value))
         finally:
             await consumer.stop()
         return found
 
     return asyncio.run(consume())
+
+
+def is_envelope(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("events"), list) and "event" not in value
 
 
 async def produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:

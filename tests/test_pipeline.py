@@ -7,13 +7,26 @@ import concurrent.futures
 import gzip
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import orjson
 
 from shared.constants import dead_letter_topic, events_topic
-from tests.pipeline_helpers import DAY, make_events, produce_raw, read_topic, stats, wait_for_count
+from shared.events import partition_of
+from shared.settings import CommonSettings
+from tests.pipeline_helpers import (
+    DAY,
+    make_events,
+    produce_raw,
+    read_messages,
+    read_topic,
+    stats,
+    wait_for_count,
+)
 from tests.support import INGEST_KEY, READ_KEY, Environment, ServiceProcess, auth, start_local_broker
+
+PARTITIONS = CommonSettings.model_fields["topic_partitions"].default  # the tests do not change it
 
 
 def post(url: str, body: object, key: str = INGEST_KEY, **kwargs: object) -> httpx.Response:
@@ -204,26 +217,50 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_pipeline_goes_on(
         "received_at": f"{DAY}T00:00:00Z",
         "properties": {},
     }
+    in_envelope = {**good, "event_id": str(uuid.uuid4()), "user_id": "w"}
     poison = [
         b"\xff\xfe not json",
         orjson.dumps({"event": "missing fields"}),
         orjson.dumps({**good, "event_id": "nope"}),
         orjson.dumps({**good, "properties": {"x": "y" * 70_000}}),
+        # An envelope with one bad event: that one is dead-lettered, the other loads.
+        orjson.dumps({"events": [in_envelope, {**good, "timestamp": "yesterday"}]}),
     ]
     asyncio.run(
         produce_raw(environment.kafka, events_topic(environment.prefix), [*poison, orjson.dumps(good)])
     )
-    assert wait_for_count(system.url, 1)["events"] == 1
-    dead = read_topic(environment.kafka, dead_letter_topic(environment.prefix), expected=4)
+    assert wait_for_count(system.url, 2)["events"] == 2
+    dead = read_topic(environment.kafka, dead_letter_topic(environment.prefix), expected=5)
     reasons = sorted(d["reason"] for d in dead)
-    assert len(dead) == 4 and all(d["stage"] == "stream" for d in dead)
+    assert len(dead) == 5 and all(d["stage"] == "stream" for d in dead)
     assert any(r.startswith("undecodable") for r in reasons)
     assert any(r.startswith("wrong schema") for r in reasons)
     assert any("over" in r for r in reasons)
+    assert any(r.startswith("events[1]: wrong schema: timestamp") for r in reasons)
     assert all(d["offset"] is not None for d in dead)
     # The pipeline keeps going after the poison.
     assert (
         post(system.url, {"event": "after", "user_id": "u", "timestamp": f"{DAY}T01:00:00Z"}).status_code
         == 202
     )
-    assert wait_for_count(system.url, 2)["events"] == 2
+    assert wait_for_count(system.url, 3)["events"] == 3
+
+
+def test_a_batch_travels_as_one_envelope_per_partition(
+    system: ServiceProcess, environment: Environment
+) -> None:
+    """Ingest wraps a batch's events in one message per partition; each user stays on its partition."""
+    events = make_events(300, users=40, start=datetime(2023, 3, 1, tzinfo=UTC))
+    assert post(system.url, {"events": events[:1]}).status_code == 202  # fetches the topic's metadata
+    response = post(system.url, {"events": events[1:]})
+    assert response.status_code == 202 and response.json()["accepted"] == 299
+    messages = read_messages(environment.kafka, events_topic(environment.prefix), expected=300, unwrap=True)
+    assert sum(len(items) for _, items in messages) == 300
+    assert len(messages) <= 1 + PARTITIONS  # one for the first request, one envelope per partition
+    partitions = {(item["user_id"], partition) for partition, items in messages for item in items}
+    for user, partition in partitions:
+        assert partition == partition_of(user.encode(), PARTITIONS)
+    by_user = [[i["event_id"] for _, items in messages for i in items if i["user_id"] == "user-7"]]
+    sent = [e["event_id"] for e in events if e["user_id"] == "user-7"]
+    assert by_user == [sent]  # a user's events keep their order
+    assert wait_for_count(system.url, 300)["events"] == 300

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import InvalidRequest
-from shared.events import AcceptedEvent, DeadLetter, IncomingEvent
+from shared.events import AcceptedEvent, DeadLetter, IncomingEvent, event_messages
 from shared.kafka import DurableProducer, OutgoingMessage
 
 
@@ -65,7 +65,8 @@ class Intake:
             raise InvalidRequest(
                 "no valid event in the request", details=[r.model_dump() for r in self.rejected]
             )
-        messages = [OutgoingMessage(self.events_topic, e.to_message(), e.key) for e in self.accepted]
+        partitions = self.producer.partition_count(self.events_topic)
+        messages = event_messages(self.events_topic, self.accepted, partitions)
         messages += [OutgoingMessage(self.dead_letter_topic, d.to_message()) for d in self.dead_letters]
         await self.producer.send_all(messages)
         return IngestResult.model_construct(

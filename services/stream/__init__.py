@@ -10,7 +10,7 @@ import faust
 from fastapi import APIRouter
 
 from services.stream.faust_app import build_faust_app
-from services.stream.loader import ClickHouseLoader, register_loader
+from services.stream.loader import ClickHouseLoader, register_events_agent
 from services.stream.settings import StreamSettings
 
 if TYPE_CHECKING:
@@ -39,13 +39,15 @@ class StreamComponent:
             common.kafka_bootstrap_servers, common.topic_prefix, self.settings, data_dir=common.data_dir
         )
         events = self.app.topic(runtime.events_topic, value_type=bytes, key_type=bytes)
-        self.loader = ClickHouseLoader(runtime.clickhouse, runtime.producer, runtime.dead_letter_topic,
-                                       self.settings)
-        register_loader(self.app, events, self.loader, self.settings)
+        self.loader = ClickHouseLoader(
+            runtime.clickhouse, runtime.producer, runtime.dead_letter_topic, self.settings
+        )
+        counter = None
         if self.settings.live_enabled:
             from services.stream.live_counts import register_live_counts
 
-            register_live_counts(self.app, events, runtime, self.settings)
+            counter = register_live_counts(self.app, runtime, self.settings)
+        register_events_agent(self.app, events, self.loader, self.settings, counter)
         await self.app.start()
         log.info("stream processors started (group %s)", self.app.conf.id)
 
@@ -57,8 +59,13 @@ class StreamComponent:
         if self.loader is None:
             return {"ready": False}
         stats = self.loader.stats
-        return {"ready": True, "loaded": stats.loaded, "dead_lettered": stats.dead_lettered,
-                "insert_failures": stats.insert_failures, "last_error": stats.last_error}
+        return {
+            "ready": True,
+            "loaded": stats.loaded,
+            "dead_lettered": stats.dead_lettered,
+            "insert_failures": stats.insert_failures,
+            "last_error": stats.last_error,
+        }
 
 
 def component() -> StreamComponent:

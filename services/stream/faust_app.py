@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from time import monotonic
+from typing import Any
 
 import faust
+from faust.sensors.monitor import Monitor
 
 from services.stream.settings import StreamSettings
 from shared.constants import loader_group
 
 QUIET_LOGGERS = ("faust", "mode", "aiokafka")
+
+
+class LeanMonitor(Monitor):
+    """faust's monitor without its per-message bookkeeping (py-spy: ~5% of the processor under load).
+
+    We expose no faust web views to read those statistics from. Kept: the stream inbound time, which
+    faust's consumer reads to log partitions whose stream stopped processing.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        self.stream_inbound_time[tp] = monotonic()
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 def build_faust_app(
@@ -44,4 +67,5 @@ def build_faust_app(
         producer_acks=-1,
         processing_guarantee="at_least_once",
         datadir=str(state_dir),
+        monitor=LeanMonitor(),
     )

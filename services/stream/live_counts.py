@@ -1,7 +1,7 @@
-"""Kafka -> live counts: a faust agent beside the ClickHouse loader, publishing to the live-updates topic.
+"""Kafka -> live counts, published to the live-updates topic.
 
-The agent shares every events-topic message with the loader, and faust commits an offset only when
-both agents acked it, so this agent only does in-memory work (decode, count, buffer) and never waits
+The events agent (services/stream/loader.py) hands every decoded event to the `LiveCounter` as it takes
+it, before the ClickHouse load, so the counter only does in-memory work (count, buffer) and never waits
 on Kafka. A loop publishes what it gathered: new events in small batches every `live_flush_seconds`,
 and this replica's active-user counts per owned partition when they change (at most 4 times a second)
 or every `live_heartbeat_seconds`. The gateway adds up the partitions of every replica (see
@@ -16,12 +16,11 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
-from pydantic import ValidationError
 
 from services.live.messages import LiveEvent, LiveEvents, Presence
 from services.stream.active_users import ActiveUsers
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAKE_MAX = 1000
-TAKE_WITHIN_SECONDS = 0.05
 EVENTS_PER_MESSAGE = 500
 MIN_PRESENCE_INTERVAL = 0.25  # at most 4 count updates a second
 
@@ -75,17 +72,14 @@ class LiveCounter:
         self.active = ActiveUsers(self.settings.live_window_seconds)
         self.pending = deque(maxlen=self.settings.live_max_pending_events)
 
-    def observe(self, value: Any, partition: int, now: float) -> None:
-        """Count one events-topic message; malformed ones are the loader's to dead-letter."""
-        try:
-            event = StoredEvent.model_validate_json(value)
-        except (ValidationError, TypeError, ValueError):
-            return
-        self.active.see(partition, event.user_id, event.timestamp.timestamp(), now)
-        if now - event.received_at.timestamp() <= self.settings.live_max_event_age_seconds:
-            if len(self.pending) == self.pending.maxlen:
-                self.overflowed += 1
-            self.pending.append(live_event_of(event))
+    def observe_all(self, events: Sequence[StoredEvent], partitions: Sequence[int], now: float) -> None:
+        """Count decoded events-topic messages (malformed ones are dead-lettered, never counted)."""
+        for event, partition in zip(events, partitions, strict=True):
+            self.active.see(partition, event.user_id, event.timestamp.timestamp(), now)
+            if now - event.received_at.timestamp() <= self.settings.live_max_event_age_seconds:
+                if len(self.pending) == self.pending.maxlen:
+                    self.overflowed += 1
+                self.pending.append(live_event_of(event))
 
     def take_pending(self) -> list[LiveEvent]:
         """Every new event gathered since the last call."""
@@ -171,10 +165,8 @@ def owned_partitions_of(app: faust.App, topic: str) -> Callable[[], set[int]]:
     return owned
 
 
-def register_live_counts(
-    app: faust.App, topic: faust.TopicT, runtime: Runtime, settings: StreamSettings
-) -> LiveCounter:
-    """The live-counts agent and its publishing loop."""
+def register_live_counts(app: faust.App, runtime: Runtime, settings: StreamSettings) -> LiveCounter:
+    """The live counter the events agent feeds, and the loop that publishes it."""
     assert runtime.producer is not None
     counter = LiveCounter(settings)
     publisher = LivePublisher(
@@ -184,21 +176,6 @@ def register_live_counts(
         owned_partitions_of(app, runtime.events_topic),
         settings,
     )
-
-    @app.agent(topic, name="live-counts", concurrency=1)
-    async def count_live(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(TAKE_MAX, within=TAKE_WITHIN_SECONDS):
-            now = time.time()
-            for event in events:
-                try:
-                    counter.observe(event.value, event.message.partition, now)
-                except Exception:  # noqa: BLE001 - a crashed agent would hold back the loader's commits
-                    log.exception(
-                        "live counts skipped %s[%s]@%s",
-                        event.message.topic,
-                        event.message.partition,
-                        event.message.offset,
-                    )
 
     @app.task
     async def publish_live() -> None:

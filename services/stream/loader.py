@@ -1,10 +1,17 @@
 """Kafka -> ClickHouse: batches of events inserted into analytics_events, offsets committed after.
 
-The agent takes up to `batch_size` events or `flush_seconds` worth, whichever comes first
-(`noack_take`, so nothing is acknowledged before it is stored), sends messages that can never load to
-the dead-letter topic, inserts the rest in one block with retries and backoff, and only then acks the
-events so faust may commit their offsets. A crash before the ack replays the batch; the table's
+One faust agent reads the events topic. Every `take_seconds` it takes what arrived (`noack_take`, so
+nothing is acknowledged before it is stored), decodes each message once, hands the events to the live
+counter (services/stream/live_counts.py) and adds them to the pending batch. A batch is loaded when it
+holds `batch_size` events or its oldest is `flush_seconds` old: messages that can never load go to the
+dead-letter topic, the rest are inserted in one block with retries and backoff, and only then are the
+events acked so faust may commit their offsets. A crash before the ack replays the batch; the table's
 ReplacingMergeTree key collapses the copies (see deploy/clickhouse/schema.sql).
+
+One load runs in the background while the agent gathers the next batch, so decoding (Python, on the
+event loop) overlaps the insert (ClickHouse, in a thread): at most two batches are held, and loads run
+one at a time, in offset order. One agent rather than one per concern: faust's per-message cost
+(conductor, stream, event, sensors, ack) is paid once per message instead of once per agent.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -22,10 +29,13 @@ from pydantic import ValidationError
 
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE
+from shared.constants import EVENTS_TABLE, MAX_ENVELOPE_BYTES
 from shared.errors import AnalyticsError
-from shared.events import DeadLetter, StoredEvent
+from shared.events import ENVELOPE_PREFIX, ROW_SETTINGS, DeadLetter, StoredEnvelope, StoredEvent
 from shared.kafka import DurableProducer, OutgoingMessage
+
+if TYPE_CHECKING:
+    from services.stream.live_counts import LiveCounter
 
 log = logging.getLogger(__name__)
 
@@ -34,41 +44,107 @@ log = logging.getLogger(__name__)
 class Decoded:
     rows: list[bytes] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
+    def extend(self, other: Decoded) -> None:
+        self.rows += other.rows
+        self.events += other.events
+        self.partitions += other.partitions
+        self.dead += other.dead
 
-def decode_batch(messages: Sequence[tuple[bytes, str, int, int]], max_bytes: int) -> Decoded:
-    """Split raw messages (value, topic, partition, offset) into rows to load and dead letters."""
+
+def decode_batch(
+    messages: Sequence[tuple[bytes, str, int, int]],
+    max_bytes: int,
+    max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+) -> Decoded:
+    """Split raw messages (value, topic, partition, offset) into rows to load and dead letters.
+
+    A message is one event or an envelope of events (shared/events.py); in an envelope, each event that
+    cannot load is dead-lettered on its own (with its index) and the others load.
+    """
     out = Decoded()
     for value, topic, partition, offset in messages:
         where = {"topic": topic, "partition": partition, "offset": offset}
-        if value is None or len(value) > max_bytes:
+        envelope = value is not None and value.startswith(ENVELOPE_PREFIX)
+        limit = max_envelope_bytes if envelope else max_bytes
+        if value is None or len(value) > limit:
             size = 0 if value is None else len(value)
             out.dead.append(
                 DeadLetter(
-                    reason=f"message of {size} bytes is empty or over {max_bytes}",
-                    stage="stream", source="kafka",
+                    reason=f"message of {size} bytes is empty or over {limit}",
+                    stage="stream",
+                    source="kafka",
                     payload=None,
                     **where,
                 )
             )
             continue
         try:
-            event = StoredEvent.model_validate_json(value)
+            if envelope:
+                events = StoredEnvelope.model_validate_json(value).events
+            else:
+                events = [StoredEvent.model_validate_json(value)]
         except ValidationError as exc:
-            out.dead.append(
-                DeadLetter(
-                    reason=reason_of(exc),
-                    stage="stream", source="kafka",
-                    payload=payload_of(value),
-                    errors=[str(e.get("msg")) for e in exc.errors(include_url=False)],
-                    **where,
+            items = envelope_items(value) if envelope else None
+            if items is None:
+                out.dead.append(
+                    DeadLetter(
+                        reason=reason_of(exc),
+                        stage="stream",
+                        source="kafka",
+                        payload=payload_of(value),
+                        errors=[str(e.get("msg")) for e in exc.errors(include_url=False)],
+                        **where,
+                    )
                 )
-            )
-            continue
-        out.events.append(event)
-        out.rows.append(orjson.dumps(event.to_row()))
+                continue
+            events = []
+            for index, item in enumerate(items):
+                try:
+                    events.append(StoredEvent.model_validate(item))
+                except ValidationError as item_exc:
+                    out.dead.append(
+                        DeadLetter(
+                            reason=f"events[{index}]: {reason_of(item_exc)}",
+                            stage="stream",
+                            source="kafka",
+                            payload=item,
+                            errors=[str(e.get("msg")) for e in item_exc.errors(include_url=False)],
+                            **where,
+                        )
+                    )
+        for event in events:
+            try:
+                row = event.to_row()
+            except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate escape, which JSON parsers accept
+                out.dead.append(
+                    DeadLetter(
+                        reason=f"wrong schema: not writable as JSON: {exc}",
+                        stage="stream",
+                        source="kafka",
+                        payload=event.model_dump(mode="python", fallback=str)
+                        if envelope
+                        else payload_of(value),
+                        **where,
+                    )
+                )
+                continue
+            out.events.append(event)
+            out.partitions.append(partition)
+            out.rows.append(row)
     return out
+
+
+def envelope_items(value: bytes) -> list[Any] | None:
+    """The items of an envelope that parses as JSON but does not validate as a whole (None: not one)."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    items = parsed.get("events") if isinstance(parsed, dict) else None
+    return items if isinstance(items, list) else None
 
 
 def reason_of(exc: ValidationError) -> str:
@@ -124,7 +200,9 @@ class ClickHouseLoader:
                 )
         if decoded.rows:
             block = b"\n".join(decoded.rows)
-            await self._retry("insert", lambda: self.clickhouse.insert_json_rows(EVENTS_TABLE, block))
+            await self._retry(
+                "insert", lambda: self.clickhouse.insert_json_rows(EVENTS_TABLE, block, ROW_SETTINGS)
+            )
             self.stats.loaded += len(decoded.rows)
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
@@ -143,15 +221,91 @@ class ClickHouseLoader:
                 delay = min(delay * 2, self.settings.retry_max_seconds)
 
 
-def register_loader(
-    app: faust.App, topic: faust.TopicT, loader: ClickHouseLoader, settings: StreamSettings
-) -> None:
-    """The faust agent: take a batch, load it, then ack every event in it."""
+class PendingBatch:
+    """The events taken but not yet stored, and the one load in flight.
 
-    @app.agent(topic, name="clickhouse-loader", concurrency=1)
-    async def load_into_clickhouse(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=settings.flush_seconds):
-            raw = [(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
-            await loader.load(decode_batch(raw, settings.max_message_bytes))
-            for event in events:
-                await stream.ack(event)
+    `add` and `flush_if_due` may be called from the agent and from a timer; a lock keeps flushes in
+    order, and each flush first waits for the previous load, so offsets are acked in order and at most
+    two batches are in memory. A load that fails for good (not a ClickHouse error, which is retried)
+    re-raises in the next flush and stops the agent, with nothing acked.
+    """
+
+    def __init__(self, loader: ClickHouseLoader, ack: Callable[[Any], Any], settings: StreamSettings) -> None:
+        self.loader = loader
+        self.ack = ack
+        self.settings = settings
+        self.decoded = Decoded()
+        self.events: list[Any] = []
+        self.since: float | None = None
+        self.loading: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+
+    async def add(self, decoded: Decoded, events: Sequence[Any]) -> None:
+        self.decoded.extend(decoded)
+        self.events += events
+        if self.since is None:
+            self.since = time.monotonic()
+        if len(self.events) >= self.settings.batch_size:
+            await self.flush()
+
+    async def flush_if_due(self) -> None:
+        if self.since is not None and time.monotonic() - self.since >= self.settings.flush_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            if self.loading is not None:
+                loading, self.loading = self.loading, None
+                await loading
+            if not self.events:
+                return
+            decoded, events = self.decoded, self.events
+            self.decoded, self.events, self.since = Decoded(), [], None
+            self.loading = asyncio.create_task(self._load(decoded, events))
+
+    async def drain(self, timeout: float) -> None:
+        """On shutdown: let the load in flight finish (and ack) for a while, then give it up unacked.
+
+        What is still pending stays unacked too; the next owner of the partitions loads it again.
+        """
+        if self.loading is not None and not self.loading.done():
+            await asyncio.wait({self.loading}, timeout=timeout)
+            self.loading.cancel()
+
+    async def _load(self, decoded: Decoded, events: list[Any]) -> None:
+        await self.loader.load(decoded)
+        for event in events:
+            await self.ack(event)
+
+
+def register_events_agent(
+    app: faust.App,
+    topic: faust.TopicT,
+    loader: ClickHouseLoader,
+    settings: StreamSettings,
+    counter: LiveCounter | None = None,
+) -> None:
+    """The faust agent: take, decode once, count live, batch, load, then ack every event loaded."""
+
+    @app.agent(topic, name="events", concurrency=1)
+    async def process_events(stream: faust.StreamT) -> None:
+        pending = PendingBatch(loader, stream.ack, settings)
+
+        async def flush_when_due() -> None:
+            # Flush a batch that stopped growing: noack_take yields nothing while nothing arrives.
+            while True:
+                await asyncio.sleep(settings.take_seconds)
+                await pending.flush_if_due()
+
+        timer = asyncio.create_task(flush_when_due())
+        try:
+            async for events in stream.noack_take(settings.batch_size, within=settings.take_seconds):
+                raw = [(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
+                decoded = decode_batch(raw, settings.max_message_bytes)
+                if counter is not None:
+                    counter.observe_all(decoded.events, decoded.partitions, time.time())
+                await pending.add(decoded, events)
+                await pending.flush_if_due()
+        finally:
+            timer.cancel()
+            await pending.drain(timeout=settings.retry_max_seconds)

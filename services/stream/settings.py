@@ -15,6 +15,9 @@ class StreamSettings(BaseSettings):
     flush_seconds: float = Field(
         1.0, gt=0, le=60, description="Insert at least this often when events arrive"
     )
+    take_seconds: float = Field(
+        0.05, gt=0, le=5, description="Hand new events to the live counts and the batch this often"
+    )
     commit_interval_seconds: float = Field(1.0, gt=0, le=60)
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
     retry_max_seconds: float = Field(30.0, gt=0, description="Longest pause between ClickHouse retries")
