@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.runtime import build_app
-from shared.constants import loader_group
+from shared.constants import events_topic, loader_group
 from shared.errors import StorageUnavailable
 from shared.settings import CommonSettings
 from tests.pipeline_helpers import make_events
@@ -27,6 +28,19 @@ async def committed(bootstrap: str, group: str) -> int:
     finally:
         await admin.close()
     return sum(max(meta.offset, 0) for meta in offsets.values())
+
+
+async def topic_end(bootstrap: str, topic: str) -> int:
+    """Messages on the topic (sum of its partitions' end offsets): what a complete commit reaches."""
+    partitions = [TopicPartition(topic, p) for p in range(CommonSettings().topic_partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
 
 
 async def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -94,8 +108,12 @@ async def test_insert_failures_are_retried_and_nothing_is_committed_early(
 
         await wait_until(all_loaded)
 
+        # A batch request travels as one message per partition, so count messages, not events.
+        messages = await topic_end(kafka_bootstrap, events_topic(prefix))
+        assert 5 <= messages < 500
+
         async def all_committed() -> bool:
-            return await committed(kafka_bootstrap, loader_group(prefix)) == 500
+            return await committed(kafka_bootstrap, loader_group(prefix)) == messages
 
         await wait_until(all_committed, timeout=30)
         assert loader.stats.loaded == 500

@@ -7,7 +7,10 @@ active-user window, combining replicas, a client's budget) have hand-written cas
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,10 +18,12 @@ from websockets.exceptions import InvalidStatus
 
 from services.live.feed import PresenceBoard
 from services.live.hub import Client
-from services.live.messages import Presence
+from services.live.messages import LiveEvents, LiveMessage, Presence
 from services.live.settings import LiveSettings
 from services.stream.active_users import ActiveUsers
-from services.stream.live_counts import number_or_none
+from services.stream.live_counts import LiveCounter, LivePublisher, number_or_none
+from services.stream.settings import StreamSettings
+from shared.events import StoredEvent, iso_utc
 from tests.live_helpers import (
     both_replicas_own_partitions,
     event,
@@ -293,3 +298,28 @@ def test_client_budget_queue_bound_and_staleness_are_accounted() -> None:
     assert client.next_message(now=0.1) == "e6"
     assert client.next_message(now=2.5) is None and client.dropped == 3  # e7..e9 waited too long
     assert client.next_message(now=2.5) == '{"type":"dropped","count":3}'
+
+
+def test_published_new_events_are_what_the_gateway_reads() -> None:
+    """The processor writes LiveEvents with orjson, not the model: the gateway's parser must accept it."""
+    settings = StreamSettings()
+    counter = LiveCounter(settings)
+    now = datetime.now(UTC)
+    events = [
+        StoredEvent(
+            event_id=uuid.uuid4(),
+            event="purchase",
+            user_id=f"u{i}",
+            timestamp=now,
+            received_at=now,
+            properties={"amount": amount},
+        )
+        for i, amount in enumerate([99, "12", None])
+    ]
+    counter.observe_all(events, [0, 1, 2], time.time())
+    publisher = LivePublisher(counter, None, "live", set, settings)  # type: ignore[arg-type]
+    [message] = publisher.event_messages()
+    parsed = LiveMessage.validate_json(message.value)
+    assert isinstance(parsed, LiveEvents) and parsed.replica == publisher.replica
+    assert [(e.user_id, e.amount) for e in parsed.events] == [("u0", 99.0), ("u1", None), ("u2", None)]
+    assert parsed.events[0].timestamp == iso_utc(now) and parsed.events[0].timestamp.endswith("Z")
