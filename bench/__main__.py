@@ -160,8 +160,8 @@ class Bench:
         self.wait_for_backlog()
         rate = int(getattr(self, "pipeline_rate", 20_000) / 2)
         stats_p99, ws_p99 = [], []
-        for _ in range(self.runs):
-            stats_delays, ws_delays = asyncio.run(self.freshness_round(rate))
+        for run in range(self.runs):
+            stats_delays, ws_delays = asyncio.run(self.freshness_round(rate, run))
             stats_p99.append(pipeline_bench.percentile(stats_delays, 99))
             ws_p99.append(pipeline_bench.percentile(ws_delays, 99))
         self.add(
@@ -178,14 +178,16 @@ class Bench:
             Figure("freshness POST -> WebSocket new_event (p99)", "s", ws_p99, "<= 0.5", max(ws_p99) <= 0.5)
         )
 
-    async def freshness_round(self, rate: int) -> tuple[list[float], list[float]]:
+    async def freshness_round(self, rate: int, run: int) -> tuple[list[float], list[float]]:
         ingest, processor, live = (self.processes[n] for n in ("ingest", "processor", "live"))
         probes = max(10, int(20 * self.scale))
         load = asyncio.create_task(
             pipeline_bench.steady_batches(ingest.url, INGEST_KEY, rate, self.seconds(25))
         )
         await asyncio.sleep(2)
-        stats = await pipeline_bench.stats_freshness(ingest, processor, INGEST_KEY, READ_KEY, probes)
+        stats = await pipeline_bench.stats_freshness(
+            ingest, processor, INGEST_KEY, READ_KEY, probes, first_day=run * probes
+        )
         ws = await pipeline_bench.websocket_freshness(ingest, live, INGEST_KEY, READ_KEY, probes)
         await load
         return stats, ws

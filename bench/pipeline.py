@@ -127,12 +127,20 @@ async def steady_batches(url: str, key: str, events_per_second: int, seconds: fl
 
 
 async def stats_freshness(
-    ingest: ServiceProcess, processor: ServiceProcess, ingest_key: str, read_key: str, probes: int
+    ingest: ServiceProcess,
+    processor: ServiceProcess,
+    ingest_key: str,
+    read_key: str,
+    probes: int,
+    first_day: int = 0,
+    give_up_s: float = 60.0,
 ) -> list[float]:
-    """Seconds from a probe's 202 until /stats counts it (each probe on its own far-future day)."""
+    """Seconds from a probe's 202 until /stats counts it (each probe on its own far-future day, from
+    PROBE_DAY + first_day: a later round must not reuse a day). A probe not visible after `give_up_s`
+    counts as that long."""
     delays = []
     async with httpx.AsyncClient(timeout=30) as client:
-        for n in range(probes):
+        for n in range(first_day, first_day + probes):
             day = (PROBE_DAY + timedelta(days=n)).isoformat()
             probe = {"event": "probe", "user_id": f"probe-{uuid.uuid4()}", "timestamp": f"{day}T00:00:00Z"}
             response = await client.post(
@@ -146,7 +154,7 @@ async def stats_freshness(
                     params={"start_date": day, "end_date": day},
                     headers={"Authorization": f"Bearer {read_key}"},
                 )
-                if stats.json().get("events") == 1:
+                if stats.json().get("events") == 1 or time.perf_counter() - acked > give_up_s:
                     delays.append(time.perf_counter() - acked)
                     break
                 await asyncio.sleep(0.02)
@@ -174,11 +182,14 @@ async def websocket_freshness(
                 headers={"Authorization": f"Bearer {ingest_key}"},
             )
             assert response.status_code == 202
-            while True:
-                message = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=10))
-                if message.get("type") == "new_event" and message.get("user_id") == user:
-                    delays.append(time.perf_counter() - sent)
-                    break
+            try:
+                while True:
+                    message = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+                    if message.get("type") == "new_event" and message.get("user_id") == user:
+                        break
+            except TimeoutError:
+                pass  # counted as the time waited: a lost probe shows in the p99
+            delays.append(time.perf_counter() - sent)
             await asyncio.sleep(0.05)
     return delays
 
