@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = datetime.now(UTC)
+    # A SIGTERM (e.g. from `timeout`) unwinds through `finally`, so the broker and services stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args.scale, args.runs, workdir)
     steps: dict[str, Callable[[], None]] = {
         "ingest": bench.run_ingest,
