@@ -1,0 +1,131 @@
+"""How fast the stream processor empties a full events topic into ClickHouse, ingest out of the way.
+
+    python -m bench.processor_drain [--events 500000] [--envelope 25]
+
+Fills the events topic of a private broker with the messages ingest would produce (`--envelope 1`: one
+message per event, as a single-event POST sends; `--envelope 25`: envelopes of 25 events per
+partition, as a batch request sends), then starts `--target stream,query` and times until /stats
+counts every event. Prints the rate and the processor's CPU use; add `--profile` for a py-spy
+profile of the processor (raw format, for flame graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench import ingest as ingest_bench
+from bench.pipeline import loaded_count
+from deploy.kafka.broker import KafkaBroker, free_port
+from deploy.processes import ServiceProcess
+from shared.constants import dead_letter_topic, events_topic, live_topic
+from shared.events import ENVELOPE_PREFIX, ENVELOPE_SUFFIX, partition_of
+from shared.kafka import TopicSpec, ensure_topics
+
+PREFIX = "drain"
+READ_KEY = "drain-read-key-0123456789ab"
+
+
+def envelopes(messages: list[tuple[bytes, bytes]], partitions: int, per: int) -> list[tuple[bytes, bytes]]:
+    """Group (key, value) messages as ingest does: by partition, `per` events to an envelope."""
+    if per <= 1:
+        return messages
+    groups: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, value in messages:
+        groups.setdefault(partition_of(key, partitions), []).append((key, value))
+    out = []
+    for group in groups.values():
+        for start in range(0, len(group), per):
+            chunk = group[start : start + per]
+            out.append((chunk[0][0], ENVELOPE_PREFIX + b",".join(v for _, v in chunk) + ENVELOPE_SUFFIX))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--envelope", type=int, default=25, help="events per message (1: one per event)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--profile", type=Path, help="write a py-spy profile of the processor here")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-drain-"))
+    broker = KafkaBroker(workdir / "kafka", port=free_port(), controller_port=free_port())
+    broker.start()
+    processor = None
+    try:
+        topics = {
+            events_topic(PREFIX): TopicSpec(args.partitions),
+            dead_letter_topic(PREFIX): TopicSpec(1),
+            live_topic(PREFIX): TopicSpec(1),
+        }
+        asyncio.run(ensure_topics(broker.bootstrap_servers, topics))
+        messages = envelopes(ingest_bench.serialized_events(args.events), args.partitions, args.envelope)
+        rate = asyncio.run(
+            ingest_bench.raw_producer_rate(broker.bootstrap_servers, events_topic(PREFIX), messages)
+        )
+        print(f"filled the topic: {args.events:,} events in {len(messages):,} messages ({rate:,.0f} messages/s)")
+        env = {
+            "ANALYTICS_READ_KEYS": READ_KEY,
+            "ANALYTICS_INGEST_KEYS": "drain-ingest-key-0123456789",
+            "ANALYTICS_ADMIN_KEYS": "drain-admin-key-0123456789a",
+            "ANALYTICS_DATA_DIR": str(workdir / "data"),
+            "ANALYTICS_TOPIC_PREFIX": PREFIX,
+            "ANALYTICS_TOPIC_PARTITIONS": str(args.partitions),
+            "ANALYTICS_RATE_LIMIT_QUERY": "0",
+            "ANALYTICS_LOG_LEVEL": "WARNING",
+            "ETL_SCHEDULE_ENABLED": "false",
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        }
+        processor = ServiceProcess("stream,query", env, workdir).start()
+        cpu = psutil.Process(processor.pid)
+        cpu.cpu_percent()
+        started = time.monotonic()
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--threads",
+                    "-d",
+                    "20",
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(args.profile),
+                    "-p",
+                    str(processor.pid),
+                ]
+            )
+        today = datetime.now(UTC).date().isoformat()
+        while loaded_count(processor, READ_KEY, today) < args.events:
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        print(
+            f"drained {args.events:,} events in {took:.1f} s: {args.events / took:,.0f} events/s; "
+            f"processor CPU {cpu.cpu_percent():.0f}% (100% = one core)"
+        )
+        if spy is not None:
+            spy.wait()
+    finally:
+        if processor is not None:
+            processor.terminate()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
