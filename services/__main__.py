@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # keys travel in headers; we log nothing per request
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        # Live messages are ~100 bytes, each compressed once per client: see README (Live).
+        ws_per_message_deflate=settings.ws_compression,
     )
     return 0
 

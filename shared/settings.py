@@ -40,6 +40,11 @@ class CommonSettings(BaseSettings):
     admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
     cors_origins_raw: str = Field("", alias="ANALYTICS_CORS_ORIGINS")
     log_level: str = Field("INFO", alias="ANALYTICS_LOG_LEVEL")
+    ws_compression: bool = Field(
+        False,
+        alias="ANALYTICS_WS_COMPRESSION",
+        description="Accept permessage-deflate on WebSockets (costs CPU per client per message)",
+    )
     rate_limit_ingest: float = Field(
         5000.0, alias="ANALYTICS_RATE_LIMIT_INGEST", ge=0, description="Ingest requests/s per key (0: off)"
     )
