@@ -74,7 +74,7 @@ def main() -> None:
         rate = asyncio.run(
             ingest_bench.raw_producer_rate(broker.bootstrap_servers, events_topic(PREFIX), messages)
         )
-        print(f"filled the topic: {args.events:,} events in {len(messages):,} messages ({rate:,.0f} messages/s)")
+        print(f"filled the topic: {args.events:,} events in {len(messages):,} messages ({rate:,.0f} per s)")
         env = {
             "ANALYTICS_READ_KEYS": READ_KEY,
             "ANALYTICS_INGEST_KEYS": "drain-ingest-key-0123456789",
