@@ -1,12 +1,12 @@
 """How fast the stream processor empties a full events topic into ClickHouse, ingest out of the way.
 
-    python -m bench.processor_drain [--events 500000] [--envelope 25]
+    python -m bench.processor_drain [--events 500000] [--batch 100]
 
-Fills the events topic of a private broker with the messages ingest would produce (`--envelope 1`: one
-message per event, as a single-event POST sends; `--envelope 25`: envelopes of 25 events per
-partition, as a batch request sends), then starts `--target stream,query` and times until /stats
-counts every event. Prints the rate and the processor's CPU use; add `--profile` for a py-spy
-profile of the processor (raw format, for flame graphs).
+Fills the events topic of a private broker with the messages ingest produces for requests of `--batch`
+events (1: one message per event, as a single-event POST sends; 100: one envelope per partition, about
+25 events each with 4 partitions), built by ingest's own code. Then starts `--target stream,query` and
+times until /stats counts every event. Prints the rate and the processor's CPU use; add `--profile` for
+a py-spy profile of the processor (raw format, for flame graphs).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import psutil
 
 from bench import ingest as ingest_bench
@@ -27,26 +28,26 @@ from bench.pipeline import loaded_count
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.processes import ServiceProcess
 from shared.constants import dead_letter_topic, events_topic, live_topic
-from shared.events import ENVELOPE_PREFIX, ENVELOPE_SUFFIX, partition_of
+from shared.events import IncomingEvent, event_messages
 from shared.kafka import TopicSpec, ensure_topics
 
 PREFIX = "drain"
 READ_KEY = "drain-read-key-0123456789ab"
 
 
-def envelopes(messages: list[tuple[bytes, bytes]], partitions: int, per: int) -> list[tuple[bytes, bytes]]:
-    """Group (key, value) messages as ingest does: by partition, `per` events to an envelope."""
-    if per <= 1:
-        return messages
-    groups: dict[int, list[tuple[bytes, bytes]]] = {}
-    for key, value in messages:
-        groups.setdefault(partition_of(key, partitions), []).append((key, value))
-    out = []
-    for group in groups.values():
-        for start in range(0, len(group), per):
-            chunk = group[start : start + per]
-            out.append((chunk[0][0], ENVELOPE_PREFIX + b",".join(v for _, v in chunk) + ENVELOPE_SUFFIX))
-    return out
+def request_messages(count: int, batch: int, partitions: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the events-topic messages ingest sends for `count` events posted `batch` to a
+    request: the same `IncomingEvent.accept` and `event_messages` as ingest's own path."""
+    now = datetime.now(UTC)
+    properties = orjson.loads(ingest_bench.PROPERTIES)
+    accepted = [
+        IncomingEvent(event="page_view", user_id=f"u{i % 50_000}", properties=properties).accept(now)
+        for i in range(count)
+    ]
+    messages = []
+    for start in range(0, count, batch):
+        messages += event_messages(events_topic(PREFIX), accepted[start : start + batch], partitions)
+    return [(m.key or b"", m.value) for m in messages]
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--envelope", type=int, default=25, help="events per message (1: one per event)")
+    parser.add_argument("--batch", type=int, default=100, help="events per request (1: single-event POSTs)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the processor here")
     args = parser.parse_args()
@@ -70,7 +71,7 @@ def main() -> None:
             live_topic(PREFIX): TopicSpec(1),
         }
         asyncio.run(ensure_topics(broker.bootstrap_servers, topics))
-        messages = envelopes(ingest_bench.serialized_events(args.events), args.partitions, args.envelope)
+        messages = request_messages(args.events, args.batch, args.partitions)
         rate = asyncio.run(
             ingest_bench.raw_producer_rate(broker.bootstrap_servers, events_topic(PREFIX), messages)
         )

@@ -217,6 +217,10 @@ class StoredEvent(BaseModel):
         return check_properties(value)
 
     def to_message(self) -> bytes:
+        """The events-topic message, which is also the analytics_events row (inserted with ROW_SETTINGS):
+        ClickHouse stores the properties object's text as the String column and parses the ISO 8601
+        times itself, truncating microseconds to the column's milliseconds (23:59:59.9996 stays on its
+        day)."""
         return wire_message(self, self.properties)
 
     @property
@@ -224,17 +228,8 @@ class StoredEvent(BaseModel):
         """Kafka key: the user id, so one user's events stay in order on one partition."""
         return self.user_id.encode()
 
-    def to_row(self) -> bytes:
-        """The analytics_events row: the validated message written again, inserted with ROW_SETTINGS.
 
-        Written by orjson in one pass: ClickHouse stores the properties object's text as the String
-        column and parses the ISO 8601 times itself, truncating microseconds to the column's
-        milliseconds (23:59:59.9996 stays on its day).
-        """
-        return wire_message(self, self.properties)
-
-
-# The insert settings `StoredEvent.to_row` needs; set explicitly, whatever the server's defaults.
+# The insert settings a `StoredEvent.to_message` row needs; set explicitly, whatever the server's defaults.
 ROW_SETTINGS = {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1}
 
 

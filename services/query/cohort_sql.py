@@ -58,7 +58,7 @@ PERIOD_INDEX = {
 }
 
 
-def counts_sql(periods: int, returned_at_offset: str = "bitTest(active, cohort + k)") -> str:
+def counts_sql(periods: int, returned_at_offset: str) -> str:
     """Per cohort row: 1 or 0 for each offset k whose period is shown."""
     return f"arrayMap(k -> toUInt64({returned_at_offset}), range({periods} - cohort))"
 

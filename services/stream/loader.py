@@ -71,15 +71,7 @@ def decode_batch(
         limit = max_envelope_bytes if envelope else max_bytes
         if value is None or len(value) > limit:
             size = 0 if value is None else len(value)
-            out.dead.append(
-                DeadLetter(
-                    reason=f"message of {size} bytes is empty or over {limit}",
-                    stage="stream",
-                    source="kafka",
-                    payload=None,
-                    **where,
-                )
-            )
+            out.dead.append(dead_letter(f"message of {size} bytes is empty or over {limit}", None, where))
             continue
         try:
             if envelope:
@@ -89,52 +81,34 @@ def decode_batch(
         except ValidationError as exc:
             items = envelope_items(value) if envelope else None
             if items is None:
-                out.dead.append(
-                    DeadLetter(
-                        reason=reason_of(exc),
-                        stage="stream",
-                        source="kafka",
-                        payload=payload_of(value),
-                        errors=[str(e.get("msg")) for e in exc.errors(include_url=False)],
-                        **where,
-                    )
-                )
+                out.dead.append(dead_letter(reason_of(exc), payload_of(value), where, exc))
                 continue
             events = []
             for index, item in enumerate(items):
                 try:
                     events.append(StoredEvent.model_validate(item))
                 except ValidationError as item_exc:
-                    out.dead.append(
-                        DeadLetter(
-                            reason=f"events[{index}]: {reason_of(item_exc)}",
-                            stage="stream",
-                            source="kafka",
-                            payload=item,
-                            errors=[str(e.get("msg")) for e in item_exc.errors(include_url=False)],
-                            **where,
-                        )
-                    )
+                    reason = f"events[{index}]: {reason_of(item_exc)}"
+                    out.dead.append(dead_letter(reason, item, where, item_exc))
         for event in events:
             try:
-                row = event.to_row()
+                row = event.to_message()  # the row is the message (see StoredEvent.to_message)
             except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate escape, which JSON parsers accept
-                out.dead.append(
-                    DeadLetter(
-                        reason=f"wrong schema: not writable as JSON: {exc}",
-                        stage="stream",
-                        source="kafka",
-                        payload=event.model_dump(mode="python", fallback=str)
-                        if envelope
-                        else payload_of(value),
-                        **where,
-                    )
-                )
+                payload = event.model_dump(mode="python", fallback=str) if envelope else payload_of(value)
+                out.dead.append(dead_letter(f"wrong schema: not writable as JSON: {exc}", payload, where))
                 continue
             out.events.append(event)
             out.partitions.append(partition)
             out.rows.append(row)
     return out
+
+
+def dead_letter(
+    reason: str, payload: Any, where: dict[str, Any], exc: ValidationError | None = None
+) -> DeadLetter:
+    """A message (or an envelope's event) the stream stage can never load, with where it was read."""
+    errors = [str(e.get("msg")) for e in exc.errors(include_url=False)] if exc is not None else []
+    return DeadLetter(reason=reason, stage="stream", source="kafka", payload=payload, errors=errors, **where)
 
 
 def envelope_items(value: bytes) -> list[Any] | None:
