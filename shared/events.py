@@ -4,6 +4,7 @@ and the row the loader writes to ClickHouse. Producer and every consumer import 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -43,7 +44,11 @@ def check_timestamp(moment: datetime) -> datetime:
 
 
 def check_properties(properties: dict[str, Any]) -> dict[str, Any]:
-    if len(orjson.dumps(properties)) > MAX_PROPERTIES_BYTES:
+    try:
+        written = orjson.dumps(properties)
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits, which JSON parsers accept
+        raise ValueError(f"properties cannot be stored as JSON: {exc}") from exc
+    if len(written) > MAX_PROPERTIES_BYTES:
         raise ValueError(f"properties must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
     return properties
 
@@ -255,4 +260,10 @@ class DeadLetter(BaseModel):
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def to_message(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        record = self.model_dump(mode="json")
+        try:
+            return orjson.dumps(record)
+        except orjson.JSONEncodeError:
+            # A payload orjson cannot write (an integer beyond 64 bits): the standard library can, and a
+            # dead letter must always be writable.
+            return json.dumps(record).encode()

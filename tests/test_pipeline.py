@@ -218,21 +218,27 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_pipeline_goes_on(
         "properties": {},
     }
     in_envelope = {**good, "event_id": str(uuid.uuid4()), "user_id": "w"}
+    huge_number = orjson.dumps(good).replace(b'"properties":{}', b'"properties":{"n":1' + b"0" * 30 + b"}")
     poison = [
         b"\xff\xfe not json",
         orjson.dumps({"event": "missing fields"}),
         orjson.dumps({**good, "event_id": "nope"}),
         orjson.dumps({**good, "properties": {"x": "y" * 70_000}}),
-        # An envelope with one bad event: that one is dead-lettered, the other loads.
-        orjson.dumps({"events": [in_envelope, {**good, "timestamp": "yesterday"}]}),
+        # Valid JSON whose properties cannot be written back (an integer beyond 64 bits).
+        huge_number,
+        # An envelope with two bad events: those are dead-lettered, the other loads.
+        b'{"events":[%s,%s,%s]}'
+        % (orjson.dumps(in_envelope), orjson.dumps({**good, "timestamp": "yesterday"}), huge_number),
     ]
     asyncio.run(
         produce_raw(environment.kafka, events_topic(environment.prefix), [*poison, orjson.dumps(good)])
     )
     assert wait_for_count(system.url, 2)["events"] == 2
-    dead = read_topic(environment.kafka, dead_letter_topic(environment.prefix), expected=5)
+    dead = read_topic(environment.kafka, dead_letter_topic(environment.prefix), expected=7)
     reasons = sorted(d["reason"] for d in dead)
-    assert len(dead) == 5 and all(d["stage"] == "stream" for d in dead)
+    assert len(dead) == 7 and all(d["stage"] == "stream" for d in dead)
+    assert any(r.startswith("wrong schema: properties") and "JSON" in r for r in reasons)
+    assert any(r.startswith("events[2]: wrong schema: properties") for r in reasons)
     assert any(r.startswith("undecodable") for r in reasons)
     assert any(r.startswith("wrong schema") for r in reasons)
     assert any("over" in r for r in reasons)

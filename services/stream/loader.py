@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
@@ -91,15 +92,11 @@ def decode_batch(
                     reason = f"events[{index}]: {reason_of(item_exc)}"
                     out.dead.append(dead_letter(reason, item, where, item_exc))
         for event in events:
-            try:
-                row = event.to_message()  # the row is the message (see StoredEvent.to_message)
-            except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate escape, which JSON parsers accept
-                payload = event.model_dump(mode="python", fallback=str) if envelope else payload_of(value)
-                out.dead.append(dead_letter(f"wrong schema: not writable as JSON: {exc}", payload, where))
-                continue
+            # The row is the message (see StoredEvent.to_message); validation already wrote the
+            # properties once, so writing the event cannot fail.
             out.events.append(event)
             out.partitions.append(partition)
-            out.rows.append(row)
+            out.rows.append(event.to_message())
     return out
 
 
@@ -114,8 +111,8 @@ def dead_letter(
 def envelope_items(value: bytes) -> list[Any] | None:
     """The items of an envelope that parses as JSON but does not validate as a whole (None: not one)."""
     try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
+        parsed = from_json(value)  # pydantic's own parser: the items are judged as single messages are
+    except ValueError:
         return None
     items = parsed.get("events") if isinstance(parsed, dict) else None
     return items if isinstance(items, list) else None
