@@ -94,6 +94,14 @@ async def test_unauthenticated_connections_are_refused(live_system: ServiceProce
         await client.close()
 
 
+async def test_permessage_deflate_is_declined_by_default(live_system: ServiceProcess) -> None:
+    """Browsers offer compression; the gateway declines it unless ANALYTICS_WS_COMPRESSION=true."""
+    client = await open_live(live_system.url, compression="deflate")
+    assert "Sec-WebSocket-Extensions" not in client.connection.response.headers
+    assert (await client.wait_for(lambda m: True))["type"] == "active_users"
+    await client.close()
+
+
 async def test_subscribe_filters_event_names(live_system: ServiceProcess) -> None:
     purchases, counts_only = await open_live(live_system.url), await open_live(live_system.url)
     await purchases.send({"type": "subscribe", "events": ["purchase"]})

@@ -64,6 +64,24 @@ def test_posted_events_are_queryable(system: ServiceProcess) -> None:
     }
 
 
+def test_event_times_stay_on_their_utc_day(system: ServiceProcess, environment: Environment) -> None:
+    """ClickHouse parses the stored ISO times: microseconds are truncated (never rounded into the next
+    day) and an offset written by another producer is converted to UTC."""
+    last_moment = post(system.url, {"event": "edge", "user_id": "t1", "timestamp": f"{DAY}T23:59:59.9996Z"})
+    assert last_moment.status_code == 202
+    with_offset = {
+        "event_id": str(uuid.uuid4()),
+        "event": "edge",
+        "user_id": "t2",
+        "timestamp": "2023-03-02T00:30:00+01:00",  # 23:30 UTC on DAY
+        "received_at": "2023-03-02T00:30:00+01:00",
+        "properties": {},
+    }
+    asyncio.run(produce_raw(environment.kafka, events_topic(environment.prefix), [orjson.dumps(with_offset)]))
+    assert wait_for_count(system.url, 2)["events"] == 2
+    assert stats(system.url, "2023-03-02", "2023-03-02")["events"] == 0
+
+
 def test_gzip_body_is_accepted(system: ServiceProcess) -> None:
     body = gzip.compress(orjson.dumps({"event": "signup", "user_id": "gz", "timestamp": f"{DAY}T01:00:00Z"}))
     response = httpx.post(
