@@ -4,10 +4,13 @@
     python -m bench.live_fanout --clients 1000 --url http://127.0.0.1:8000 \\
         --ingest-key KEY --read-key KEY [--live-url URL] [--gateway-pid PID]
 
-Posts probe events one at a time and reports the delay from each probe's 202 to its new_event at every
-client (p50/p90/p99/max), the clients' misses, and the gateway process's RSS: idle, with the clients
-connected, and at peak. A one-client round first is the baseline the N-client delays are compared to.
-Clients live in worker processes so the bench's own parsing does not queue behind one core.
+Posts probe events one at a time, while a background load of other events (`--background-rate`, 1,000
+events/s by default, as in the issue's figure) flows through the same pipeline and gateway, and reports
+the delay from each probe's 202 to its new_event at every client (p50/p90/p99/max), the clients' misses,
+and the gateway process's RSS: idle, with the clients connected, and at peak. A one-client round first
+is the baseline the N-client delays are compared to.
+Clients live in worker processes so the bench's own parsing does not queue behind one core, and each
+stamps a probe as its bytes are read (bench/live_clients.py); the background load is a process of its own.
 `make bench` calls `bench_figures` with the processes it started.
 """
 
@@ -30,7 +33,15 @@ from typing import Any
 import httpx
 
 from bench.live_clients import EVENT_NAME, WorkerPlan, raise_open_files_limit, run_worker, stop_user
-from bench.live_system import PeakRss, cpu_seconds, listening_pid, rss_mib, start_system, stop_system
+from bench.live_system import (
+    PeakRss,
+    background_load,
+    cpu_seconds,
+    listening_pid,
+    rss_mib,
+    start_system,
+    stop_system,
+)
 
 LIVE_PATH = "/ws/analytics/live"
 
@@ -184,23 +195,24 @@ def run_rounds(
     args: argparse.Namespace,
     gateway_pid: int | None,
 ) -> tuple[FanoutResult, FanoutResult]:
-    """The one-client baseline round, then the N-client round."""
+    """The one-client baseline round, then the N-client round, both under the background load."""
     common = {
         "probes": args.probes,
         "interval": args.interval,
         "gateway_pid": gateway_pid,
         "compression": not args.no_compression,
     }
-    baseline = measure(ingest_url, live_url, ingest_key, read_key, clients=1, workers=1, **common)
-    result = measure(
-        ingest_url, live_url, ingest_key, read_key, clients=args.clients, workers=args.workers, **common
-    )
+    with background_load(ingest_url, ingest_key, args.background_rate):
+        baseline = measure(ingest_url, live_url, ingest_key, read_key, clients=1, workers=1, **common)
+        result = measure(
+            ingest_url, live_url, ingest_key, read_key, clients=args.clients, workers=args.workers, **common
+        )
     result.rss_idle = baseline.rss_idle
     return baseline, result
 
 
 def bench_figures(
-    ingest: Any, live: Any, ingest_key: str, read_key: str, scale: float, runs: int
+    ingest: Any, live: Any, ingest_key: str, read_key: str, scale: float, runs: int, background_rate: int
 ) -> list[Any]:
     """The figures for `make bench`: delays with 1,000 clients against one client, and the gateway's RSS."""
     from bench.report import Figure
@@ -211,6 +223,7 @@ def bench_figures(
         interval=0.2,
         workers=min(4, os.cpu_count() or 1),
         no_compression=False,
+        background_rate=background_rate,
     )
     rounds = [run_rounds(ingest.url, live.url, ingest_key, read_key, args, live.pid) for _ in range(runs)]
     p99 = [r.delay(99) for _, r in rounds]
@@ -243,6 +256,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--probes", type=int, default=50, help="events posted, one at a time")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between probes")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="client processes")
+    parser.add_argument(
+        "--background-rate", type=int, default=1000, help="other events/s posted meanwhile (batches of 10)"
+    )
     parser.add_argument("--no-compression", action="store_true", help="clients refuse permessage-deflate")
     parser.add_argument("--url", help="ingest URL of a running system (default: start one)")
     parser.add_argument("--live-url", help="gateway URL when it is not --url")

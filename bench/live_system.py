@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import multiprocessing
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,30 @@ class PeakRss(threading.Thread):
             now = rss_mib(self.pid)
             if now is not None:
                 self.peak = max(self.peak or 0.0, now)
+
+
+def post_background(url: str, key: str, events_per_second: int, seconds: float) -> None:
+    """Process entry point: other events, in batches of 10, at a steady rate (see bench/pipeline.py)."""
+    from bench.pipeline import steady_batches
+
+    asyncio.run(steady_batches(url, key, events_per_second, seconds, batch=10))
+
+
+@contextlib.contextmanager
+def background_load(url: str, key: str, events_per_second: int, seconds: float = 3600) -> Iterator[None]:
+    """Post other events meanwhile, from a process of its own (its CPU is not the probes' poster's)."""
+    if events_per_second <= 0:
+        yield
+        return
+    process = multiprocessing.get_context("spawn").Process(
+        target=post_background, args=(url, key, events_per_second, seconds), daemon=True
+    )
+    process.start()
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.join(30)
 
 
 def start_system(workdir: Path, keys: dict[str, str]) -> tuple[Any, dict[str, Any]]:
