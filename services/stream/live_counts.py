@@ -2,15 +2,17 @@
 
 The events agent (services/stream/loader.py) hands every decoded event to the `LiveCounter` as it takes
 it, before the ClickHouse load, so the counter only does in-memory work (count, buffer) and never waits
-on Kafka. A loop publishes what it gathered: new events in small batches every `live_flush_seconds`,
-and this replica's active-user counts per owned partition when they change (at most 4 times a second)
-or every `live_heartbeat_seconds`. The gateway adds up the partitions of every replica (see
+on Kafka. A loop publishes what it gathered: new events as soon as the agent hands some over (what
+arrives while a send is in flight goes in the next one, so batches grow with the load and no timer
+adds latency), and this replica's active-user counts per owned partition when they change (at most 4
+times a second) or every `live_heartbeat_seconds`. The gateway adds up the partitions of every replica (see
 services/live/feed.py). Live data is disposable: when Kafka does not take it in time it is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -68,11 +70,13 @@ class LiveCounter:
     settings: StreamSettings
     active: ActiveUsers = field(init=False)
     pending: deque[StoredEvent] = field(init=False)
+    arrived: asyncio.Event = field(init=False)  # set while `pending` has events
     overflowed: int = 0
 
     def __post_init__(self) -> None:
         self.active = ActiveUsers(self.settings.live_window_seconds)
         self.pending = deque(maxlen=self.settings.live_max_pending_events)
+        self.arrived = asyncio.Event()
 
     def observe_all(self, events: Sequence[StoredEvent], partitions: Sequence[int], now: float) -> None:
         """Count decoded events-topic messages (malformed ones are dead-lettered, never counted)."""
@@ -82,12 +86,21 @@ class LiveCounter:
                 if len(self.pending) == self.pending.maxlen:
                     self.overflowed += 1
                 self.pending.append(event)
+        if self.pending:
+            self.arrived.set()
 
     def take_pending(self) -> list[StoredEvent]:
         """Every new event gathered since the last call."""
         events = list(self.pending)
         self.pending.clear()
+        self.arrived.clear()
         return events
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when new events are pending, or after `timeout` seconds (the counts are due then)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.arrived.wait()
 
 
 @dataclass
@@ -184,9 +197,10 @@ def register_live_counts(app: faust.App, runtime: Runtime, settings: StreamSetti
 
     @app.task
     async def publish_live() -> None:
-        # A plain loop rather than app.timer: a slow Kafka round just delays the next one.
+        # A plain loop rather than app.timer: a slow Kafka round just delays the next one, and the new
+        # events gathered meanwhile go out together then.
         while True:
-            await asyncio.sleep(settings.live_flush_seconds)
+            await counter.wait_for_events(timeout=MIN_PRESENCE_INTERVAL)
             try:
                 await publisher.tick()
             except Exception:  # noqa: BLE001 - a bad round must not stop publishing

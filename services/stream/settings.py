@@ -24,7 +24,6 @@ class StreamSettings(BaseSettings):
     live_enabled: bool = Field(True, description="Publish live counts to the live-updates topic")
     # Live counts (services/stream/live_counts.py); the gateway's own settings are LIVE_* in services/live.
     live_window_seconds: int = Field(300, ge=1, le=86_400, description="Active users: events this recent")
-    live_flush_seconds: float = Field(0.1, gt=0, le=5, description="Publish new events this often")
     live_heartbeat_seconds: float = Field(1.0, gt=0, le=10, description="Publish counts at least this often")
     live_max_event_age_seconds: float = Field(
         60.0, gt=0, description="Publish new_event only for events received this recently (no replay floods)"
