@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from services.live.wire import FanoutWebSocketProtocol
 from services.runtime import TARGETS, build_app, parse_targets
 from shared.settings import CommonSettings
 
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
         # Live messages are ~100 bytes, each compressed once per client: see README (Live).
         ws_per_message_deflate=settings.ws_compression,
+        # uvicorn's websockets-sansio protocol plus a synchronous send for the live fan-out.
+        ws=FanoutWebSocketProtocol,
     )
     return 0
 

@@ -7,6 +7,7 @@ active-user window, combining replicas, a client's budget) have hand-written cas
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from services.live.feed import PresenceBoard
-from services.live.hub import Client
+from services.live.hub import Client, Hub
 from services.live.messages import LiveEvents, LiveMessage, Presence
 from services.live.settings import LiveSettings
 from services.stream.active_users import ActiveUsers
@@ -331,3 +332,26 @@ def test_published_new_events_are_what_the_gateway_reads() -> None:
     assert isinstance(parsed, LiveEvents) and parsed.replica == publisher.replica
     assert [(e.user_id, e.amount) for e in parsed.events] == [("u0", 99.0), ("u1", None), ("u2", None)]
     assert parsed.events[0].timestamp == iso_utc(now) and parsed.events[0].timestamp.endswith("Z")
+
+
+def test_hub_validates_only_subscribed_events_and_skips_invalid_ones() -> None:
+    hub = Hub(LiveSettings())
+    purchases, everything = hub.connect(None), hub.connect(None)  # type: ignore[arg-type]
+    hub.subscribe(purchases, frozenset({"purchase"}))
+    batch = [
+        {"event": "purchase", "user_id": "u1", "timestamp": "t", "amount": 5},
+        {"event": "signup", "user_id": "u2", "timestamp": "t"},
+        {"event": "purchase"},  # wanted and invalid: skipped, counted
+        "not an event",
+    ]
+    hub.publish(batch)
+    assert [json.loads(text)["user_id"] for _, text in purchases.events] == ["u1"]
+    assert [json.loads(text)["user_id"] for _, text in everything.events] == ["u1", "u2"]
+    assert hub.invalid_events == 1 and hub.events_published == 4
+
+    hub.subscribe(everything, frozenset())
+    assert hub.wanted == {"purchase"}
+    hub.publish([{"event": "signup"}])  # nobody wants it: never validated
+    assert hub.invalid_events == 1 and len(purchases.events) == 1
+    hub.disconnect(purchases)
+    assert hub.wanted == set()

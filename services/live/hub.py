@@ -1,29 +1,40 @@
 """Fan-out to WebSocket clients: a bounded queue per client, so a slow one only loses its own messages.
 
-The feed hands each batch of new events to `Hub.publish`, which encodes every event once and gives each
-client references to the shared text, within its subscription and its per-second budget. Nothing here
+The feed hands each batch of new events to `Hub.publish`, which validates and encodes once each event
+that some client subscribed to (the others cost a dict lookup) and gives the clients of each distinct
+subscription references to the shared text, within each client's per-second budget. Nothing here
 awaits a socket: each client has its own writer task, and a client whose writer is stuck (its TCP
 buffer is full) keeps at most `client_queue_size` messages, counting the rest as dropped and saying so
 when it can. A new_event that waited more than `max_delay_seconds` is dropped too (and counted): under
 overload clients get fresh events or a notice, never a growing lag. Counts are not queued: a client
 holds only the latest one.
+
+A client with nothing waiting is written to at once (`websocket.send_nowait`, services/live/wire.py),
+without waking its writer task; a message that cannot be written at once (the socket's buffer is
+full, or messages are already waiting) goes through the queue above, so the order and the bounds hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from fastapi import WebSocket
 
-from services.live.messages import LiveEvent, active_users_text, dropped_text
+from services.live.messages import active_users_text, dropped_text, new_event_text
 from services.live.settings import LiveSettings
+from services.live.wire import Wire, send_nowait_of
 
 CONTROL_QUEUE_SIZE = 32  # replies to the client's own messages (errors, pong, subscribed)
 Queued = tuple[float, str]  # (when the gateway received it, the new_event text), shared by every client
+Subscription = frozenset[str] | None  # None: every event
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -34,8 +45,8 @@ class Client:
         self.settings = settings
         self.events: deque[Queued] = deque(maxlen=settings.client_queue_size)
         self.control: deque[str] = deque(maxlen=CONTROL_QUEUE_SIZE)
-        self.count: int | None = None
-        self.subscription: frozenset[str] | None = None  # None: every event
+        self.count: str | None = None  # the latest active_users text not yet sent
+        self.subscription: Subscription = None  # changed through Hub.subscribe
         self.capacity = max(1.0, settings.max_events_per_second)
         self.tokens = self.capacity
         self.refilled_at = now
@@ -43,9 +54,11 @@ class Client:
         self.dropped_total = 0
         self.noticed_at = -math.inf
         self.wake = asyncio.Event()
+        self.send_nowait = send_nowait_of(socket)
+        self.sending = False  # the writer task is awaiting a send
 
     def offer_events(self, matching: list[Queued], now: float) -> None:
-        """Queue what the rate budget allows; the rest, and what a full queue pushes out, count as dropped."""
+        """Send or queue what the rate budget allows; the rest, and what a full queue pushes out, are lost."""
         if not matching:
             return
         rate = self.settings.max_events_per_second
@@ -53,14 +66,21 @@ class Client:
         self.refilled_at = now
         allowed = min(len(matching), int(self.tokens))
         self.tokens -= allowed
-        overflow = max(0, len(self.events) + allowed - self.settings.client_queue_size)
-        self.lose(len(matching) - allowed + overflow)
-        if allowed:
-            self.events.extend(matching[:allowed])
+        self.lose(len(matching) - allowed)
+        waiting = matching[:allowed]
+        if waiting and self.idle(now):
+            waiting = waiting[self.write_now(text for _, text in waiting) :]
+        if waiting:
+            self.lose(max(0, len(self.events) + len(waiting) - self.settings.client_queue_size))
+            self.events.extend(waiting)
             self.wake.set()
 
-    def offer_count(self, count: int) -> None:
-        self.count = count
+    def offer_count(self, text: str, now: float) -> None:
+        """The latest active_users message: sent at once when nothing waits, else replacing a queued one."""
+        if self.idle(now) and self.write_now((text,)):
+            self.count = None
+            return
+        self.count = text
         self.wake.set()
 
     def offer_control(self, text: str) -> None:
@@ -74,11 +94,35 @@ class Client:
     def notice_due(self, now: float) -> bool:
         return self.dropped > 0 and now - self.noticed_at >= self.settings.dropped_notice_seconds
 
+    def idle(self, now: float) -> bool:
+        """Nothing waits to be sent, so a new message may be written at once without overtaking any."""
+        return (
+            self.send_nowait is not None
+            and not self.sending
+            and self.count is None
+            and not self.control
+            and not self.events
+            and not self.notice_due(now)
+        )
+
+    def write_now(self, texts: Iterable[str]) -> int:
+        """Write texts at once, in order, until one cannot be; how many were written."""
+        assert self.send_nowait is not None
+        written = 0
+        try:
+            for text in texts:
+                if not self.send_nowait(text):
+                    break
+                written += 1
+        except Exception:  # noqa: BLE001 - a broken connection: its writer's ASGI send will tell
+            pass
+        return written
+
     def next_message(self, now: float) -> str | None:
         """The next text to send: the latest count, replies, a loss notice when due, then events."""
         if self.count is not None:
-            count, self.count = self.count, None
-            return active_users_text(count)
+            text, self.count = self.count, None
+            return text
         if self.control:
             return self.control.popleft()
         if self.notice_due(now):
@@ -97,52 +141,96 @@ class Client:
             await self.wake.wait()
             self.wake.clear()
             while (text := self.next_message(time.monotonic())) is not None:
-                await self.socket.send_text(text)
+                if self.send_nowait is not None and self.write_now((text,)):
+                    continue
+                self.sending = True
+                try:
+                    await self.socket.send_text(text)
+                finally:
+                    self.sending = False
 
 
 class Hub:
-    """The connected clients of this gateway replica."""
+    """The connected clients of this gateway replica, indexed by subscription."""
 
     def __init__(self, settings: LiveSettings) -> None:
         self.settings = settings
         self.clients: set[Client] = set()
+        self.subscribers: dict[Subscription, set[Client]] = {}
+        self.wanted: set[str] | None = set()  # every name some client subscribed to; None: all events
         self.count = 0
         self.count_sent_at = -math.inf
         self.events_published = 0
+        self.invalid_events = 0
         self.dropped_by_departed = 0
 
     def connect(self, socket: WebSocket) -> Client:
-        """Register a client; its first message is the current active-user count."""
-        client = Client(socket, self.settings, time.monotonic())
-        client.offer_count(self.count)
+        """Register a client (subscribed to every event); its first message is the active-user count."""
+        now = time.monotonic()
+        client = Client(socket, self.settings, now)
+        client.offer_count(Wire(active_users_text(self.count)), now)
         self.clients.add(client)
+        self.subscribers.setdefault(client.subscription, set()).add(client)
+        self.wanted = None
         return client
+
+    def subscribe(self, client: Client, subscription: Subscription) -> None:
+        """From now on `client` gets only these event names (None: every event)."""
+        self.unindex(client)
+        client.subscription = subscription
+        self.subscribers.setdefault(subscription, set()).add(client)
+        self.wanted = self.names_wanted()
 
     def disconnect(self, client: Client) -> None:
         if client in self.clients:
             self.clients.discard(client)
+            self.unindex(client)
+            self.wanted = self.names_wanted()
             self.dropped_by_departed += client.dropped_total
 
-    def publish(self, events: list[LiveEvent]) -> None:
-        """Hand a batch of new events to every client (encoded once per batch, filtered per subscription)."""
-        now = time.monotonic()
-        named = [(e.event, (now, e.client_text())) for e in events]
-        self.events_published += len(named)
-        by_subscription: dict[frozenset[str] | None, list[Queued]] = {}
-        for client in self.clients:
-            wanted = client.subscription
-            matching = by_subscription.get(wanted)
-            if matching is None:
-                matching = by_subscription[wanted] = [t for n, t in named if wanted is None or n in wanted]
-            client.offer_events(matching, now)
+    def unindex(self, client: Client) -> None:
+        group = self.subscribers.get(client.subscription)
+        if group is not None:
+            group.discard(client)
+            if not group:
+                del self.subscribers[client.subscription]
+
+    def names_wanted(self) -> set[str] | None:
+        if None in self.subscribers:
+            return None
+        return {name for subscription in self.subscribers if subscription for name in subscription}
+
+    def publish(self, events: list[Any]) -> None:
+        """Hand a batch of new events (parsed live-topic JSON) to the clients subscribed to them."""
+        now, wanted = time.monotonic(), self.wanted
+        named: list[tuple[str, Queued]] = []
+        for raw in events:
+            name = raw.get("event") if isinstance(raw, dict) else None
+            if not isinstance(name, str) or (wanted is not None and name not in wanted):
+                continue
+            text = new_event_text(raw)
+            if text is None:
+                self.invalid_events += 1
+                log.warning("ignoring an invalid new event from the live topic: %.200r", raw)
+                continue
+            named.append((name, (now, Wire(text))))
+        self.events_published += len(events)
+        if not named:
+            return
+        for subscription, clients in self.subscribers.items():
+            matching = [t for n, t in named if subscription is None or n in subscription]
+            if matching:
+                for client in clients:
+                    client.offer_events(matching, now)
 
     def refresh_count(self, count: int | None, now: float) -> None:
         """Send the count when it changed or the heartbeat is due; wake clients owed a loss notice."""
         count = count or 0
         if count != self.count or now - self.count_sent_at >= self.settings.heartbeat_seconds:
             self.count, self.count_sent_at = count, now
+            text = Wire(active_users_text(count))
             for client in self.clients:
-                client.offer_count(count)
+                client.offer_count(text, now)
         for client in self.clients:
             if client.notice_due(now):
                 client.wake.set()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
-from services.live.hub import Client
+from services.live.hub import Client, Hub
 from services.live.messages import PONG_TEXT, ClientMessage, Ping, error_text, subscribed_text
 from services.live.settings import LiveSettings
 from shared.auth import Role, bearer_token
@@ -42,7 +42,7 @@ def build_router(component: LiveComponent) -> APIRouter:
         await websocket.accept()
         client = hub.connect(websocket)
         try:
-            await serve(websocket, client, component.settings)
+            await serve(websocket, hub, client, component.settings)
         finally:
             hub.disconnect(client)
 
@@ -70,11 +70,11 @@ async def admit(websocket: WebSocket) -> bool:
         return False
 
 
-async def serve(websocket: WebSocket, client: Client, settings: LiveSettings) -> None:
+async def serve(websocket: WebSocket, hub: Hub, client: Client, settings: LiveSettings) -> None:
     """Run the client's writer and reader until either ends (disconnect, or a failed send)."""
     tasks = {
         asyncio.create_task(client.write_forever(), name="live-writer"),
-        asyncio.create_task(read_forever(websocket, client, settings), name="live-reader"),
+        asyncio.create_task(read_forever(websocket, hub, client, settings), name="live-reader"),
     }
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -92,16 +92,16 @@ def is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, WebSocketDisconnect | WebSocketDisconnected | OSError)
 
 
-async def read_forever(websocket: WebSocket, client: Client, settings: LiveSettings) -> None:
+async def read_forever(websocket: WebSocket, hub: Hub, client: Client, settings: LiveSettings) -> None:
     """Answer every client message; bad ones get an error reply, never a crash."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        client.offer_control(answer(message, client, settings))
+        client.offer_control(answer(message, hub, client, settings))
 
 
-def answer(message: dict[str, Any], client: Client, settings: LiveSettings) -> str:
+def answer(message: dict[str, Any], hub: Hub, client: Client, settings: LiveSettings) -> str:
     """The reply to one client message (and the subscription change it asks for)."""
     text = message.get("text")
     if text is None:
@@ -115,7 +115,7 @@ def answer(message: dict[str, Any], client: Client, settings: LiveSettings) -> s
         return invalid(exc)
     if isinstance(parsed, Ping):
         return PONG_TEXT
-    client.subscription = None if parsed.events is None else frozenset(parsed.events)
+    hub.subscribe(client, None if parsed.events is None else frozenset(parsed.events))
     return subscribed_text(client.subscription)
 
 
