@@ -54,24 +54,34 @@ class FanoutResult:
     connected: int = 0
     probes: int = 0
     delays: list[float] = field(default_factory=list)
+    by_probe: dict[int, list[float]] = field(default_factory=dict)  # each probe's delays at every client
     round_trips: list[float] = field(default_factory=list)
     rss_idle: float | None = None
     rss_connected: float | None = None
     rss_peak: float | None = None
     cpu_seconds: float | None = None  # the gateway's, while the probes were posted and delivered
-    client_cpu_seconds: float = 0.0  # the client workers', for the whole round (they share the host)
+    client_cpu_seconds: float = 0.0  # the client workers', while they listened (they share the host)
 
     @property
     def missing(self) -> int:
         return self.connected * self.probes - len(self.delays)
 
     def delay(self, q: float) -> float:
-        ordered = sorted(self.delays)
-        return (
-            ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-            if ordered
-            else float("nan")
-        )
+        return percentile(self.delays, q)
+
+    def split(self) -> tuple[list[float], list[float]]:
+        """Per probe: its first client's delay (the pipeline to the gateway and one write), and how much
+        later its last client got it (the fan-out)."""
+        firsts = [min(d) for d in self.by_probe.values()]
+        spreads = [max(d) - min(d) for d in self.by_probe.values()]
+        return firsts, spreads
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 async def post_probes(
@@ -129,7 +139,10 @@ def measure(
     for _ in processes:
         _, samples, _finished, client_cpu = receive(queue, "samples", 180, processes)
         result.client_cpu_seconds += client_cpu
-        result.delays.extend(arrived - answered[seq] for seq, arrived in samples if seq in answered)
+        for seq, arrived in samples:
+            if seq in answered:
+                result.delays.append(arrived - answered[seq])
+                result.by_probe.setdefault(seq, []).append(arrived - answered[seq])
     sampler.stopping.set()
     result.rss_peak = sampler.peak
     cpu_after = cpu_seconds(gateway_pid)
@@ -171,6 +184,12 @@ def describe(baseline: FanoutResult, result: FanoutResult) -> str:
         f"(p99 ratio {result.delay(99) / baseline.delay(99):.1f}x)",
         f"POST round trip p50: {ms(statistics.median(result.round_trips))}",
     ]
+    firsts, spreads = result.split()
+    if firsts:
+        lines.append(
+            f"per probe: first client p50 {ms(percentile(firsts, 50))}, p90 {ms(percentile(firsts, 90))}; "
+            f"first -> last client p50 {ms(percentile(spreads, 50))}, p90 {ms(percentile(spreads, 90))}"
+        )
     if result.rss_idle is not None and result.rss_connected is not None:
         per_client = (result.rss_connected - result.rss_idle) * 1024 / max(1, result.connected)
         lines.append(
@@ -181,7 +200,7 @@ def describe(baseline: FanoutResult, result: FanoutResult) -> str:
         per_message = result.cpu_seconds / len(result.delays) * 1e6
         lines.append(
             f"CPU: gateway {result.cpu_seconds:.1f} s (~{per_message:.0f} µs per delivered message), "
-            f"client workers {result.client_cpu_seconds:.1f} s on the same host"
+            f"client workers {result.client_cpu_seconds:.1f} s while listening, on the same host"
         )
     lines.append(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return "\n".join(lines)

@@ -30,7 +30,9 @@ SendNowait = Callable[[str], bool]
 
 
 class Wire(str):
-    """A server -> client message: its text, and its unmasked, uncompressed WebSocket frame."""
+    """A server -> client message: its text, and its unmasked, uncompressed WebSocket frame.
+
+    A `str` everywhere (starlette's send_text, comparisons); orjson alone refuses str subclasses."""
 
     frame: bytes
 
