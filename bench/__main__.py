@@ -22,7 +22,7 @@ from bench import ingest as ingest_bench
 from bench import pipeline as pipeline_bench
 from bench.report import Figure, write
 from deploy.kafka.broker import REPO, KafkaBroker, free_port
-from deploy.processes import ServiceProcess
+from deploy.processes import ServiceProcess, stop_all
 from shared.constants import events_topic
 
 SECTIONS = ("ingest", "pipeline", "freshness", "query", "live")
@@ -61,9 +61,7 @@ class Bench:
             self.processes[name] = ServiceProcess(targets, dict(self.env), self.workdir).start()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        self.broker.stop()
+        stop_all(self.processes.values(), self.broker)
 
     def pids(self) -> dict[str, int]:
         pids = {name: p.pid for name, p in self.processes.items() if p.pid}

@@ -105,7 +105,7 @@ def start_system(workdir: Path, keys: dict[str, str]) -> tuple[Any, dict[str, An
 
 
 def stop_system(broker: Any, processes: dict[str, Any]) -> None:
-    """Stop the services (SIGTERM, clean exit) and then the broker."""
-    for process in processes.values():
-        process.terminate()
-    broker.stop()
+    """Stop the services (SIGTERM, clean exit) and then the broker, whatever happens to one of them."""
+    from deploy.processes import stop_all
+
+    stop_all(processes.values(), broker)

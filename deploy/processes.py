@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from deploy.kafka.broker import REPO, free_port
+from deploy.kafka.broker import REPO, KafkaBroker, free_port
 
 
 @dataclass
@@ -91,3 +92,18 @@ class ServiceProcess:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+
+def stop_all(processes: Iterable[ServiceProcess], broker: KafkaBroker | None = None) -> None:
+    """Stop every process, then the broker, even when one of them had to be killed; that one's
+    TimeoutExpired is raised at the end, so a service that cannot stop cleanly is still reported."""
+    failures: list[subprocess.TimeoutExpired] = []
+    for process in processes:
+        try:
+            process.terminate()
+        except subprocess.TimeoutExpired as exc:
+            failures.append(exc)
+    if broker is not None:
+        broker.stop()
+    if failures:
+        raise failures[0]
