@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from services.ingest.intake import describe
 from services.ingest.native import NativeEvents, native_event, plain_event
-from shared.constants import MAX_PROPERTIES_BYTES
-from shared.events import AcceptedEvent, new_event_ids
+from services.stream.loader import decode_batch
+from shared.constants import MAX_ENVELOPE_BYTES, MAX_PROPERTIES_BYTES
+from shared.events import AcceptedEvent, event_messages, new_event_ids
 
 RECEIVED_AT = datetime(2026, 11, 28, 12, 30, 45, 123456, tzinfo=UTC)
 
@@ -219,3 +220,25 @@ def test_new_event_ids_are_distinct_canonical_version_4_uuids() -> None:
     for text in drawn:
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def event_of_size(message_bytes: int) -> AcceptedEvent:
+    """A plain event of one user whose events-topic message is exactly `message_bytes` long."""
+    item = {"event": "e", "user_id": "u1", "timestamp": "2023-03-01T10:00:00Z", "properties": {"p": ""}}
+    padding = message_bytes - len(NativeEvents(1)(item, RECEIVED_AT).message)
+    accepted = NativeEvents(1)({**item, "properties": {"p": "x" * padding}}, RECEIVED_AT)
+    assert len(accepted.message) == message_bytes
+    return accepted
+
+
+@pytest.mark.parametrize("overshoot", range(-16, 4))
+def test_envelopes_near_the_size_limit_stay_loadable(overshoot: int) -> None:
+    """Joined events around MAX_ENVELOPE_BYTES: every envelope, framing included, fits the loader's limit."""
+    events = [event_of_size(30_000) for _ in range(17)]
+    joined = sum(len(e.message) + 1 for e in events) - 1
+    events.append(event_of_size(MAX_ENVELOPE_BYTES - joined - 1 + overshoot))
+    messages = event_messages("events", events, partitions=4)
+    assert all(len(m.value) <= MAX_ENVELOPE_BYTES for m in messages)
+    decoded = decode_batch([(m.value, "events", m.partition or 0, n) for n, m in enumerate(messages)], 2**20)
+    assert not decoded.dead
+    assert [str(e.event_id) for e in decoded.events] == [e.event_id for e in events]
