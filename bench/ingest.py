@@ -15,6 +15,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from shared.events import StoredEvent
+from shared.kafka import LINGER_MS
 
 PROPERTIES = (
     '{"path":"/pricing","referrer":"https://www.example.com/blog/how-we-do-analytics",'
@@ -125,7 +126,7 @@ async def raw_producer_rate(bootstrap: str, topic: str, messages: list[tuple[byt
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,
-        linger_ms=2,
+        linger_ms=LINGER_MS,  # as ingest's DurableProducer
         max_batch_size=512 * 1024,
     )
     await producer.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import importlib
 import logging
 import os
@@ -152,6 +153,20 @@ class Runtime:
         return {name: component.health() for name, component in self.components.items()}
 
 
+# Objects a young-generation collection may wait for (CPython's default: 700). Ingest holds ~300 objects
+# per batch request in flight (parsed JSON, accepted events) for a Kafka round trip; at 700 they survived
+# collection after collection into the old generations, whose full sweeps cost ~19% of the ingest
+# process under batch load (py-spy --native: gc_collect_main). At 20,000 they are freed before then.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """After start-up: keep the loaded modules and clients out of every future sweep, collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def build_app(
     settings: CommonSettings, targets: tuple[str, ...], extras: dict[str, Any] | None = None
 ) -> FastAPI:
@@ -166,6 +181,7 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         try:
+            tune_garbage_collector()
             yield
         finally:
             await runtime.stop()

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -96,11 +96,19 @@ class IncomingEvent(BaseModel):
 
 def new_event_id() -> str:
     """A random (version 4) UUID in its canonical text form, without building a uuid.UUID object."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return next(new_event_ids(1))
+
+
+def new_event_ids(count: int) -> Iterator[str]:
+    """`count` random UUIDs (as `new_event_id`) from one read of the system's randomness (one syscall)."""
+    text = os.urandom(16 * count).hex()
+    for start in range(0, 32 * count, 32):
+        hexa = text[start : start + 32]
+        # The version digit is 4; the variant digit keeps two random bits under the bits 10 (RFC 9562).
+        yield f"{hexa[:8]}-{hexa[8:12]}-4{hexa[13:16]}-{UUID_VARIANT[hexa[16]]}{hexa[17:20]}-{hexa[20:]}"
+
+
+UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @dataclass(slots=True)
@@ -163,27 +171,52 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+@functools.lru_cache(maxsize=65_536)
+def partition_of_user(user_id: str, partitions: int) -> int:
+    """`partition_of` the user's key, cached by the text itself (no key to encode on a hit)."""
+    return partition_of(user_id.encode(), partitions)
+
+
+# Room for the events' joined messages: the whole envelope must stay within MAX_ENVELOPE_BYTES, the
+# limit the stream loader applies to the message (a larger one is dead-lettered there).
+ENVELOPE_ROOM = MAX_ENVELOPE_BYTES - len(ENVELOPE_PREFIX) - len(ENVELOPE_SUFFIX)
+
+
 def event_messages(
     topic: str, events: Sequence[AcceptedEvent], partitions: int | None
 ) -> list[OutgoingMessage]:
-    """The events-topic messages for accepted events: one envelope per partition (split at
-    MAX_ENVELOPE_BYTES); one message per event while the partition count is not known yet."""
+    """The events-topic messages for accepted events: one envelope per partition (split so that none
+    is over MAX_ENVELOPE_BYTES); one message per event while the partition count is not known yet."""
     if partitions is None or len(events) == 1:
         return [OutgoingMessage(topic, e.message, e.key) for e in events]
     groups: dict[int, list[AcceptedEvent]] = {}
     for event in events:
-        groups.setdefault(partition_of(event.key, partitions), []).append(event)
+        groups.setdefault(partition_of_user(event.user_id, partitions), []).append(event)
     messages = []
     for partition, group in groups.items():
-        chunk: list[AcceptedEvent] = []
-        size = 0
-        for event in group:
-            if chunk and size + len(event.message) > MAX_ENVELOPE_BYTES:
-                messages.append(envelope_message(topic, partition, chunk))
-                chunk, size = [], 0
-            chunk.append(event)
-            size += len(event.message) + 1
-        messages.append(envelope_message(topic, partition, chunk))
+        joined = b",".join([e.message for e in group])
+        if len(group) == 1:
+            messages.append(OutgoingMessage(topic, joined, group[0].key, partition))
+        elif len(joined) <= ENVELOPE_ROOM:
+            value = b"".join((ENVELOPE_PREFIX, joined, ENVELOPE_SUFFIX))
+            messages.append(OutgoingMessage(topic, value, group[0].key, partition))
+        else:
+            messages += split_envelopes(topic, partition, group)
+    return messages
+
+
+def split_envelopes(topic: str, partition: int, group: list[AcceptedEvent]) -> list[OutgoingMessage]:
+    """A partition's events in as few envelopes as fit MAX_ENVELOPE_BYTES, in order."""
+    messages = []
+    chunk: list[AcceptedEvent] = []
+    size = -1  # the joined length of `chunk` (no comma before the first)
+    for event in group:
+        if chunk and size + 1 + len(event.message) > ENVELOPE_ROOM:
+            messages.append(envelope_message(topic, partition, chunk))
+            chunk, size = [], -1
+        chunk.append(event)
+        size += 1 + len(event.message)
+    messages.append(envelope_message(topic, partition, chunk))
     return messages
 
 

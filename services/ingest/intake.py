@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from services.ingest.native import NativeEvents
 from shared.errors import InvalidRequest
-from shared.events import AcceptedEvent, DeadLetter, IncomingEvent, event_messages
+from shared.events import AcceptedEvent, DeadLetter, event_messages
 from shared.kafka import DurableProducer, OutgoingMessage
 
 
@@ -76,12 +77,6 @@ class Intake:
         )
 
 
-def native_event(item: Any, now: datetime) -> AcceptedEvent:
-    if not isinstance(item, dict):
-        raise TypeError("each event must be a JSON object")
-    return IncomingEvent.model_validate(item).accept(now)
-
-
 def describe(exc: Exception) -> list[str]:
     """Readable reasons: `field: message` for validation errors."""
     if isinstance(exc, ValidationError):
@@ -100,10 +95,13 @@ async def ingest_items(
     producer: DurableProducer,
     events_topic: str,
     dead_letter_topic: str,
-    convert: Callable[[Any, datetime], AcceptedEvent] = native_event,
+    convert: Callable[[Any, datetime], AcceptedEvent] | None = None,
     source: str = "api",
 ) -> IngestResult:
+    """Convert each item (native events unless `convert` says otherwise), then publish in one round."""
     now = datetime.now(UTC)
+    if convert is None:
+        convert = NativeEvents(len(items))
     intake = Intake(producer, events_topic, dead_letter_topic, source)
     for index, item in enumerate(items):
         intake.add(index, item, convert, now)

@@ -24,7 +24,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from services.ingest.intake import describe, native_event
+from services.ingest.intake import describe
+from services.ingest.native import native_event
 from services.ingest.segment import segment_event
 from shared.constants import dead_letter_topic, events_topic
 from shared.events import AcceptedEvent, StoredEvent
