@@ -162,18 +162,16 @@ ENVELOPE_PREFIX = b'{"events":['
 ENVELOPE_SUFFIX = b"]}"
 
 
-@functools.lru_cache(maxsize=65_536)
 def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2 of the key), as the Java client and aiokafka compute it.
-
-    Cached: aiokafka's murmur2 is pure Python (py-spy: ~10% of ingest under batch load), and the same
-    users come back again and again."""
+    """Kafka's default partitioner (murmur2 of the key), as the Java client and aiokafka compute it."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @functools.lru_cache(maxsize=65_536)
 def partition_of_user(user_id: str, partitions: int) -> int:
-    """`partition_of` the user's key, cached by the text itself (no key to encode on a hit)."""
+    """`partition_of` the user's key, cached by the user id itself: aiokafka's murmur2 is pure Python
+    (py-spy: ~10% of ingest under batch load), the same users come back again and again, and a hit
+    encodes no key."""
     return partition_of(user_id.encode(), partitions)
 
 

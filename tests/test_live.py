@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from aiokafka.structs import ConsumerRecord
 from websockets.exceptions import InvalidStatus
 
-from services.live.feed import PresenceBoard
+from services.live.feed import LiveFeed, PresenceBoard
 from services.live.hub import Client, Hub
 from services.live.messages import LiveEvents, LiveMessage, Presence
 from services.live.settings import LiveSettings
@@ -332,6 +333,20 @@ def test_published_new_events_are_what_the_gateway_reads() -> None:
     assert isinstance(parsed, LiveEvents) and parsed.replica == publisher.replica
     assert [(e.user_id, e.amount) for e in parsed.events] == [("u0", 99.0), ("u1", None), ("u2", None)]
     assert parsed.events[0].timestamp == iso_utc(now) and parsed.events[0].timestamp.endswith("Z")
+
+    # The gateway itself parses with orjson, not the model: the same message through its feed and hub.
+    hub = Hub(LiveSettings())
+    subscriber = hub.connect(None)  # type: ignore[arg-type]
+    hub.subscribe(subscriber, frozenset({"purchase"}))
+    feed = LiveFeed("unused:9092", "live", LiveSettings(), hub.publish)
+    size = len(message.value)
+    feed.handle(ConsumerRecord("live", 0, 5, 0, 0, None, message.value, None, -1, size, ()), history_end=0)
+    sent = [json.loads(text) for _, text in subscriber.events]
+    assert [(m["type"], m["user_id"], m.get("amount")) for m in sent] == [
+        ("new_event", "u0", 99.0),
+        ("new_event", "u1", None),
+        ("new_event", "u2", None),
+    ]
 
 
 def test_hub_validates_only_subscribed_events_and_skips_invalid_ones() -> None:
