@@ -62,12 +62,16 @@ class WrkResult:
     requests: int
 
 
-def lua_script(template: str, key: str, batch: int = 1) -> Path:
+def lua_script(template: str, key: str, batch: int = 1, pause_ms: int | None = None) -> Path:
+    """The wrk script with its key, properties and batch size; with `pause_ms`, each connection waits
+    that long after every answer before its next request, which caps the offered load."""
     text = (
         template.replace("KEY", key)
         .replace("PROPS", PROPERTIES.replace("'", "\\'"))
         .replace("SIZE", str(batch))
     )
+    if pause_ms is not None:
+        text += f"delay = function() return {pause_ms} end\n"
     path = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / f"batch{batch}.lua"
     path.write_text(text)
     return path
