@@ -244,8 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: the documented default (~15 min)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0: the default (~14 min)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per figure; the ingest and query sections take at least 5"
+    )
     parser.add_argument("--only", default=",".join(SECTIONS))
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
