@@ -42,6 +42,7 @@ from bench.live_system import (
     start_system,
     stop_system,
 )
+from bench.pipeline import percentile
 
 LIVE_PATH = "/ws/analytics/live"
 
@@ -75,13 +76,6 @@ class FanoutResult:
         firsts = [min(d) for d in self.by_probe.values()]
         spreads = [max(d) - min(d) for d in self.by_probe.values()]
         return firsts, spreads
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 async def post_probes(

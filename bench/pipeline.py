@@ -29,7 +29,10 @@ SUSTAINED_PAUSE_MS = 30
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile q of `values`; NaN when there are none."""
     ordered = sorted(values)
+    if not ordered:
+        return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 

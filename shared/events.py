@@ -193,11 +193,8 @@ def event_messages(
     messages = []
     for partition, group in groups.items():
         joined = b",".join([e.message for e in group])
-        if len(group) == 1:
-            messages.append(OutgoingMessage(topic, joined, group[0].key, partition))
-        elif len(joined) <= ENVELOPE_ROOM:
-            value = b"".join((ENVELOPE_PREFIX, joined, ENVELOPE_SUFFIX))
-            messages.append(OutgoingMessage(topic, value, group[0].key, partition))
+        if len(group) == 1 or len(joined) <= ENVELOPE_ROOM:
+            messages.append(envelope_message(topic, partition, group, joined))
         else:
             messages += split_envelopes(topic, partition, group)
     return messages
@@ -218,11 +215,16 @@ def split_envelopes(topic: str, partition: int, group: list[AcceptedEvent]) -> l
     return messages
 
 
-def envelope_message(topic: str, partition: int, events: Sequence[AcceptedEvent]) -> OutgoingMessage:
+def envelope_message(
+    topic: str, partition: int, events: Sequence[AcceptedEvent], joined: bytes | None = None
+) -> OutgoingMessage:
+    """One message for `events` (one event: its own message); `joined`: their messages already joined."""
     if len(events) == 1:
         value = events[0].message
     else:
-        value = ENVELOPE_PREFIX + b",".join(e.message for e in events) + ENVELOPE_SUFFIX
+        if joined is None:
+            joined = b",".join([e.message for e in events])
+        value = b"".join((ENVELOPE_PREFIX, joined, ENVELOPE_SUFFIX))
     return OutgoingMessage(topic, value, events[0].key, partition)
 
 

@@ -12,16 +12,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from aiokafka.structs import ConsumerRecord
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from deploy.kafka.broker import free_port
 from services.live.feed import LiveFeed, PresenceBoard
 from services.live.hub import Client, Hub
 from services.live.messages import LiveEvents, LiveMessage, Presence
 from services.live.settings import LiveSettings
+from services.live.wire import FanoutWebSocketProtocol, Wire, send_nowait_of
 from services.stream.active_users import ActiveUsers
 from services.stream.live_counts import LiveCounter, LivePublisher, number_or_none
 from services.stream.settings import StreamSettings
@@ -370,3 +378,55 @@ def test_hub_validates_only_subscribed_events_and_skips_invalid_ones() -> None:
     assert hub.invalid_events == 1 and len(purchases.events) == 1
     hub.disconnect(purchases)
     assert hub.wanted == set()
+
+
+async def test_new_events_wake_the_live_publisher_at_once() -> None:
+    """The processor publishes new events as they are taken, not on a timer: observing one wakes the
+    publishing loop's wait long before its timeout (the counts' heartbeat)."""
+    counter = LiveCounter(StreamSettings())
+    waiting = asyncio.create_task(counter.wait_for_events(timeout=60))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing pending: it waits
+    now = datetime.now(UTC)
+    fresh = StoredEvent(event_id=uuid.uuid4(), event="e", user_id="u", timestamp=now, received_at=now)
+    counter.observe_all([fresh], [0], time.time())
+    await asyncio.wait_for(waiting, timeout=10)
+    assert [e.event_id for e in counter.take_pending()] == [fresh.event_id]
+    assert not counter.arrived.is_set()  # drained: the next wait waits again
+
+
+async def test_gateway_server_writes_to_idle_clients_directly() -> None:
+    """The gateway's uvicorn protocol (services/live/wire.py) offers `websocket.send_nowait`: a
+    pre-framed `Wire` text and a plain one reach a real client, in order, without the ASGI send."""
+    seen: dict[str, Any] = {}
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        send = send_nowait_of(websocket)
+        seen["offered"] = send is not None
+        if send is not None:
+            seen["written"] = [send(Wire("framed once")), send("plain text")]
+        await websocket.receive()  # until the client leaves
+
+    port = free_port()
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    # As services/__main__.py runs the gateway (compression off by default).
+    config = uvicorn.Config(
+        app,
+        port=port,
+        ws=FanoutWebSocketProtocol,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started, timeout=10)
+        async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+            received = [await asyncio.wait_for(client.recv(), timeout=10) for _ in range(2)]
+        assert received == ["framed once", "plain text"]
+    finally:
+        server.should_exit = True
+        await serving
+    assert seen == {"offered": True, "written": [True, True]}
