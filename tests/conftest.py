@@ -76,13 +76,30 @@ def environment(kafka_bootstrap: str, clickhouse_server_url: str | None, tmp_pat
     return Environment(kafka=kafka_bootstrap, clickhouse_url=clickhouse_server_url, workdir=tmp_path)
 
 
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep the test's own outcome on the item, for fixtures that report more when it failed."""
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
+
+
 @pytest.fixture
-def services(environment: Environment) -> Iterator[list[ServiceProcess]]:
-    """Processes a test starts; all are stopped at the end whatever happened."""
+def services(request: pytest.FixtureRequest) -> Iterator[list[ServiceProcess]]:
+    """Processes a test starts; all are stopped at the end whatever happened. When the test failed,
+    the end of each one's log is printed (pytest shows it under the failure)."""
     started: list[ServiceProcess] = []
     yield started
+    report = request.node.stash.get(CALL_REPORT, None)
     for process in started:
         process.kill()
+        if report is not None and report.failed:
+            print(f"--- last lines of the {process.targets} service's log ({process.log_path}):")
+            print(process.tail(60))
 
 
 @pytest.fixture

@@ -123,10 +123,13 @@ def event(name: str, user: str, timestamp: str | None = None, **properties: Any)
     return {"event": name, "user_id": user, "timestamp": timestamp or now_iso(), "properties": properties}
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+async def wait_until(
+    condition: Callable[[], bool], timeout: float, state: Callable[[], object] | None = None
+) -> None:
+    """Poll `condition`; on timeout, fail saying what `state` returns then."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"not true within {timeout}s"
+        assert time.monotonic() < deadline, f"not true within {timeout}s" + (f": {state()}" if state else "")
         await asyncio.sleep(0.02)
 
 
