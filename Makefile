@@ -40,12 +40,12 @@ $(STAMP_KAFKA): deploy/kafka/pom.xml
 	touch $@
 
 lint: install
-	$(VENV)/bin/ruff check shared services deploy tests
-	$(VENV)/bin/ruff format --check shared services deploy tests
+	$(VENV)/bin/ruff check shared services deploy tests bench
+	$(VENV)/bin/ruff format --check shared services deploy tests bench
 
 format: install
-	$(VENV)/bin/ruff format shared services deploy tests
-	$(VENV)/bin/ruff check --fix shared services deploy tests
+	$(VENV)/bin/ruff format shared services deploy tests bench
+	$(VENV)/bin/ruff check --fix shared services deploy tests bench
 
 reset: ## Delete all local state (events, snapshots, Kafka logs, generated keys)
 	rm -rf data

@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bench import ingest as ingest_bench
 from bench import pipeline as pipeline_bench
+from bench.procstats import PeakRss, rss_of
 from bench.report import Figure, write
 from deploy.kafka.broker import REPO, KafkaBroker, free_port
 from deploy.processes import ServiceProcess, stop_all
@@ -126,21 +128,19 @@ class Bench:
                 "events/s",
                 eps,
                 ">= 50,000",
-                sorted(eps)[len(eps) // 2] >= 50_000,
+                statistics.median(eps) >= 50_000,
             )
         )
         self.add(Figure("raw aiokafka producer (baseline)", "events/s", raw))
         ratio = [e / r for e, r in zip(eps, raw, strict=True)]
         self.add(
-            Figure(
-                "batch ingest / raw producer", "ratio", ratio, ">= 0.5", sorted(ratio)[len(ratio) // 2] >= 0.5
-            )
+            Figure("batch ingest / raw producer", "ratio", ratio, ">= 0.5", statistics.median(ratio) >= 0.5)
         )
 
     def run_pipeline(self) -> None:
         pause = pipeline_bench.SUSTAINED_PAUSE_MS
         script = ingest_bench.lua_script(ingest_bench.BATCH_LUA, INGEST_KEY, batch=100, pause_ms=pause)
-        sampler = pipeline_bench.MemorySampler(self.pids())
+        sampler = PeakRss(self.pids())
         sampler.start()
         results = [
             pipeline_bench.sustained(
@@ -150,7 +150,7 @@ class Bench:
         ]
         sampler.stopping.set()
         loaded = [r["loaded_events_per_s"] for r in results]
-        self.pipeline_rate = sorted(loaded)[len(loaded) // 2]
+        self.pipeline_rate = statistics.median(loaded)
         self.add(
             Figure(
                 "pipeline HTTP -> ClickHouse (sustained)",
@@ -216,7 +216,7 @@ class Bench:
         return stats, ws
 
     def run_memory_at_rest(self) -> None:
-        for name, rss in pipeline_bench.rss_mib(self.pids()).items():
+        for name, rss in rss_of(self.pids()).items():
             self.add(Figure(f"RSS at rest: {name}", "MiB", [rss]))
 
     def run_query(self) -> None:

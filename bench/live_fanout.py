@@ -33,16 +33,9 @@ from typing import Any
 import httpx
 
 from bench.live_clients import EVENT_NAME, WorkerPlan, raise_open_files_limit, run_worker, stop_user
-from bench.live_system import (
-    PeakRss,
-    background_load,
-    cpu_seconds,
-    listening_pid,
-    rss_mib,
-    start_system,
-    stop_system,
-)
+from bench.live_system import background_load, start_system, stop_system
 from bench.pipeline import percentile
+from bench.procstats import PeakRss, cpu_seconds, listening_pid, rss_mib
 
 LIVE_PATH = "/ws/analytics/live"
 
@@ -126,7 +119,7 @@ def measure(
         process.start()
     result.connected = sum(receive(queue, "ready", 300, processes)[1] for _ in processes)
     result.rss_connected = rss_mib(gateway_pid)
-    sampler = PeakRss(gateway_pid)
+    sampler = PeakRss({"gateway": gateway_pid})
     sampler.start()
     cpu_before = cpu_seconds(gateway_pid)
     answered, result.round_trips = asyncio.run(post_probes(ingest_url, ingest_key, run_id, probes, interval))
@@ -138,7 +131,7 @@ def measure(
                 result.delays.append(arrived - answered[seq])
                 result.by_probe.setdefault(seq, []).append(arrived - answered[seq])
     sampler.stopping.set()
-    result.rss_peak = sampler.peak
+    result.rss_peak = sampler.peak.get("gateway")
     cpu_after = cpu_seconds(gateway_pid)
     if cpu_before is not None and cpu_after is not None:
         result.cpu_seconds = cpu_after - cpu_before

@@ -1,56 +1,13 @@
-"""The system the live fan-out bench measures: processes it starts, and the gateway's RSS and CPU."""
+"""The system the live fan-out bench measures: the processes it starts, and other events posted meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import multiprocessing
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import psutil
-
-
-def rss_mib(pid: int | None) -> float | None:
-    """Resident memory of a process in MiB (None when unknown or gone)."""
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20 if pid else None
-    except psutil.Error:
-        return None
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User plus system CPU seconds a process has used so far."""
-    try:
-        times = psutil.Process(pid).cpu_times() if pid else None
-    except psutil.Error:
-        return None
-    return None if times is None else times.user + times.system
-
-
-def listening_pid(url: str) -> int | None:
-    """The process listening on the URL's port (to find the gateway when only its URL is known)."""
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            return conn.pid
-    return None
-
-
-class PeakRss(threading.Thread):
-    """Samples a process's RSS every 0.2 s and keeps the highest."""
-
-    def __init__(self, pid: int | None) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.stopping = pid, rss_mib(pid), threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(0.2):
-            now = rss_mib(self.pid)
-            if now is not None:
-                self.peak = max(self.peak or 0.0, now)
 
 
 def post_background(url: str, key: str, events_per_second: int, seconds: float) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
-import threading
 import time
 import uuid
 from datetime import date, timedelta
@@ -14,7 +13,6 @@ from typing import Any
 
 import httpx
 import orjson
-import psutil
 
 from deploy.processes import ServiceProcess
 
@@ -45,32 +43,6 @@ def loaded_count(processor: ServiceProcess, key: str, day: str = "2023-03-01") -
     )
     response.raise_for_status()
     return int(response.json()["events"])
-
-
-class MemorySampler(threading.Thread):
-    """Peak RSS (MiB) of each named process while running."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        super().__init__(daemon=True)
-        self.pids = pids
-        self.peak: dict[str, float] = {}
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            for name, rss in rss_mib(self.pids).items():
-                self.peak[name] = max(self.peak.get(name, 0.0), rss)
-            time.sleep(0.5)
-
-
-def rss_mib(pids: dict[str, int]) -> dict[str, float]:
-    out = {}
-    for name, pid in pids.items():
-        try:
-            out[name] = psutil.Process(pid).memory_info().rss / 2**20
-        except psutil.Error:
-            continue
-    return out
 
 
 def sustained(

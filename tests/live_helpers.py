@@ -66,7 +66,7 @@ class LiveClient:
         raw = message if isinstance(message, str | bytes) else orjson.dumps(message).decode()
         await self.connection.send(raw)
 
-    async def wait_for(self, match: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+    async def wait_for(self, match: Callable[[Message], bool], timeout: float = 30.0) -> Message:
         """The next message that matches, keeping the others in `seen`; AssertionError on timeout."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -80,7 +80,7 @@ class LiveClient:
                 return message
         raise AssertionError(f"no matching message in {timeout}s; saw {self.seen[-10:]}")
 
-    async def seen_or_wait(self, match: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+    async def seen_or_wait(self, match: Callable[[Message], bool], timeout: float = 30.0) -> Message:
         """A matching message already received, or the next one."""
         found = next((m for m in self.seen if match(m)), None)
         return found if found is not None else await self.wait_for(match, timeout)
