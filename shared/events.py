@@ -130,8 +130,7 @@ class AcceptedEvent:
 
     @property
     def key(self) -> bytes:
-        """Kafka key: the user id, so one user's events stay in order on one partition."""
-        return self.user_id.encode()
+        return user_key(self.user_id)
 
     def to_message(self) -> bytes:
         return self.message
@@ -162,6 +161,11 @@ ENVELOPE_PREFIX = b'{"events":['
 ENVELOPE_SUFFIX = b"]}"
 
 
+def user_key(user_id: str) -> bytes:
+    """An event's Kafka key: its user id, so one user's events stay in order on one partition."""
+    return user_id.encode()
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2 of the key), as the Java client and aiokafka compute it."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -172,7 +176,7 @@ def partition_of_user(user_id: str, partitions: int) -> int:
     """`partition_of` the user's key, cached by the user id itself: aiokafka's murmur2 is pure Python
     (py-spy: ~10% of ingest under batch load), the same users come back again and again, and a hit
     encodes no key."""
-    return partition_of(user_id.encode(), partitions)
+    return partition_of(user_key(user_id), partitions)
 
 
 # Room for the events' joined messages: the whole envelope must stay within MAX_ENVELOPE_BYTES, the
@@ -263,8 +267,7 @@ class StoredEvent(BaseModel):
 
     @property
     def key(self) -> bytes:
-        """Kafka key: the user id, so one user's events stay in order on one partition."""
-        return self.user_id.encode()
+        return user_key(self.user_id)
 
 
 # The insert settings a `StoredEvent.to_message` row needs; set explicitly, whatever the server's defaults.

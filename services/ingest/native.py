@@ -36,7 +36,6 @@ PLAIN_TIME = re.compile(
 )
 # A UUID in the text form the model writes back (lowercase, hyphenated): kept as sent.
 PLAIN_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-MISSING = object()
 
 
 def plain_id(value: Any) -> bool:
@@ -79,10 +78,8 @@ def plain_event(item: Any, received_at: datetime, new_ids: Iterator[str]) -> Acc
     event_id = item.get("event_id")
     if event_id is not None and (type(event_id) is not str or PLAIN_UUID.fullmatch(event_id) is None):
         return None
-    properties = item.get("properties", MISSING)
-    if properties is MISSING:
-        properties = {}
-    elif type(properties) is not dict:
+    properties = item.get("properties", {})
+    if type(properties) is not dict:  # an explicit null too: the model decides
         return None
     accepted = AcceptedEvent(
         event_id if event_id is not None else next(new_ids),
