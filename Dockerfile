@@ -5,7 +5,6 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY deploy ./deploy
 RUN pip install .
 EXPOSE 8000
 CMD ["python", "-m", "services", "--target", "all", "--host", "0.0.0.0", "--port", "8000"]

@@ -26,7 +26,7 @@ from bench.procstats import PeakRss, rss_of
 from bench.report import Figure, write
 from deploy.kafka.broker import REPO, KafkaBroker, free_port
 from deploy.processes import ServiceProcess, stop_all
-from shared.constants import events_topic
+from shared.contracts.topics import Topics
 
 SECTIONS = ("ingest", "pipeline", "freshness", "query", "live")
 INGEST_KEY = "bench-ingest-key-0123456789"
@@ -94,7 +94,7 @@ class Bench:
         single = ingest_bench.lua_script(ingest_bench.SINGLE_LUA, INGEST_KEY)
         batch = ingest_bench.lua_script(ingest_bench.BATCH_LUA, INGEST_KEY, batch=100)
         messages = ingest_bench.serialized_events(max(20_000, int(200_000 * self.scale)))
-        topic = events_topic("bench") + ".raw"
+        topic = Topics("bench").events + ".raw"
         ingest_bench.run_wrk(url, single, 3)  # warm-up
         # Rounds of single, batch and raw producer in turns, so a noisy moment of the shared machine
         # lands on all three and the batch/raw ratio is taken within one round. Each run starts after

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.events import StoredEvent
+from shared.contracts.events import StoredEvent
 from shared.kafka import LINGER_MS
 
 PROPERTIES = (

@@ -27,9 +27,10 @@ from bench import ingest as ingest_bench
 from bench.pipeline import loaded_count
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.processes import ServiceProcess
-from shared.constants import dead_letter_topic, events_topic, live_topic
-from shared.events import IncomingEvent, event_messages
-from shared.kafka import TopicSpec, ensure_topics
+from services.ingest.intake import event_messages
+from shared.contracts.events import IncomingEvent
+from shared.contracts.topics import Topics
+from shared.kafka import ensure_topics
 
 PREFIX = "drain"
 READ_KEY = "drain-read-key-0123456789ab"
@@ -46,7 +47,7 @@ def request_messages(count: int, batch: int, partitions: int) -> list[tuple[byte
     ]
     messages = []
     for start in range(0, count, batch):
-        messages += event_messages(events_topic(PREFIX), accepted[start : start + batch], partitions)
+        messages += event_messages(Topics(PREFIX).events, accepted[start : start + batch], partitions)
     return [(m.key or b"", m.value) for m in messages]
 
 
@@ -65,15 +66,10 @@ def main() -> None:
     broker.start()
     processor = None
     try:
-        topics = {
-            events_topic(PREFIX): TopicSpec(args.partitions),
-            dead_letter_topic(PREFIX): TopicSpec(1),
-            live_topic(PREFIX): TopicSpec(1),
-        }
-        asyncio.run(ensure_topics(broker.bootstrap_servers, topics))
+        asyncio.run(ensure_topics(broker.bootstrap_servers, Topics(PREFIX).specs(args.partitions)))
         messages = request_messages(args.events, args.batch, args.partitions)
         rate = asyncio.run(
-            ingest_bench.raw_producer_rate(broker.bootstrap_servers, events_topic(PREFIX), messages)
+            ingest_bench.raw_producer_rate(broker.bootstrap_servers, Topics(PREFIX).events, messages)
         )
         print(f"filled the topic: {args.events:,} events in {len(messages):,} messages ({rate:,.0f} per s)")
         env = {

@@ -38,9 +38,8 @@ from bench.postgres_cluster import PostgresCluster
 from bench.query_latency import COHORT, FUNNEL, generate
 from bench.report import Figure
 from services.query import cohort, cohort_sql, funnel
-from services.query.dates import FINAL_SETTINGS
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS
 
 EVENTS, USERS = 10_000_000, 1_000_000
 TIMEOUT = 600.0

@@ -30,11 +30,9 @@ from typing import Any
 from services.query.cohort import CohortRequest, run_cohort
 from services.query.cohort import build_scan as build_cohort_scan
 from services.query.cohort import parse as parse_cohort
-from services.query.cohort_sql import Returns
-from services.query.dates import FINAL_SETTINGS
 from services.query.funnel import FunnelRequest, run_funnel
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS
 
 SPAN_MS = 60 * 86_400_000
 EVENTS_PER_USER = 25
@@ -125,7 +123,16 @@ def retention_aggregate(periods: int) -> str:
     return f"arrayConcat({', '.join(calls)})"
 
 
-RETENTION = Returns(aggregate=retention_aggregate, returned_at_offset="active[cohort + k + 1]")
+# The service's scan keeps a user's return periods as a bit mask; the same query on retention():
+BIT_MASK_AGGREGATE = "groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active"
+BIT_MASK_TEST = "bitTest(active, cohort + k)"
+
+
+def with_retention(sql: str, periods: int) -> str:
+    """The cohort scan's SQL with retention() in place of the bit mask."""
+    assert BIT_MASK_AGGREGATE in sql and BIT_MASK_TEST in sql, "the cohort scan's SQL changed"
+    sql = sql.replace(BIT_MASK_AGGREGATE, f"{retention_aggregate(periods)} AS active")
+    return sql.replace(BIT_MASK_TEST, "active[cohort + k + 1]")
 
 
 async def timed(
@@ -170,7 +177,8 @@ async def measure(clickhouse: ClickHouse, runs: int) -> dict[str, tuple[float, f
     }
     for label, request in cohorts.items():
         calls[label] = partial(run_cohort, clickhouse, request, TIMEOUT)
-        sql, params = build_cohort_scan(request, RETENTION)
+        sql, params = build_cohort_scan(request)
+        sql = with_retention(sql, request.periods)
         retention = partial(clickhouse.query, sql, params, settings=FINAL_SETTINGS, timeout=TIMEOUT)
         calls[f"{label}, retention() instead of the bit mask"] = retention
     results = await timed(runs, calls)

@@ -10,15 +10,15 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from deploy.kafka.broker import REPO, KafkaBroker
+from shared.settings import CommonSettings
 
 
 def main() -> int:
-    data = Path(os.environ.get("ANALYTICS_DATA_DIR", REPO / "data")).resolve()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    host, _, port = bootstrap.partition(":")
+    settings = CommonSettings()
+    data = (REPO / settings.data_dir).resolve()  # an absolute data_dir stays as it is
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].partition(":")
     broker = KafkaBroker(data / "kafka", host=host, port=int(port or 9092))
     print(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_path})", flush=True)
     broker.start()

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import uvicorn
 
-from services.live.wire import FanoutWebSocketProtocol
-from services.runtime import TARGETS, build_app, parse_targets
-from shared.settings import CommonSettings
+from services.runtime import TARGETS, Runtime, build_app, parse_targets
+from shared.settings import CommonSettings, ServerSettings
 
 KEY_VARIABLES = ("ANALYTICS_INGEST_KEYS", "ANALYTICS_READ_KEYS", "ANALYTICS_ADMIN_KEYS")
 
@@ -35,14 +34,11 @@ def generated_keys(data_dir: Path) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    server = ServerSettings()
     parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
-    parser.add_argument(
-        "--target",
-        default=os.environ.get("ANALYTICS_TARGET", "all"),
-        help=f"all or a subset of {','.join(TARGETS)}",
-    )
-    parser.add_argument("--host", default=os.environ.get("ANALYTICS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ANALYTICS_PORT", "8000")))
+    parser.add_argument("--target", default=server.target, help=f"all or a subset of {','.join(TARGETS)}")
+    parser.add_argument("--host", default=server.host)
+    parser.add_argument("--port", type=int, default=server.port)
     parser.add_argument(
         "--generate-keys",
         action="store_true",
@@ -70,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = build_app(settings, targets)
+    runtime = Runtime(settings, targets)
+    app = build_app(runtime)
     print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
         app,
@@ -82,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
         # Live messages are ~100 bytes, each compressed once per client: see README (Live).
         ws_per_message_deflate=settings.ws_compression,
-        # uvicorn's websockets-sansio protocol plus a synchronous send for the live fan-out.
-        ws=FanoutWebSocketProtocol,
+        **runtime.server_options(),
     )
     return 0
 

@@ -15,7 +15,6 @@ import importlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,19 +22,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from services.component import Component
 from shared.auth import KeyRing
 from shared.clickhouse import ClickHouse
-from shared.constants import dead_letter_topic, events_topic, live_topic
+from shared.component import Component, Resources
 from shared.http import install_error_handlers
-from shared.kafka import DurableProducer, TopicSpec, ensure_topics
+from shared.kafka import DurableProducer
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("query", "etl", "stream", "live", "ingest")  # start order; stop is the reverse
-LIVE_RETENTION_MS = str(60 * 60 * 1000)
+DEFAULT_ACK_TIMEOUT = 5.0
 
 
 def parse_targets(raw: str) -> tuple[str, ...]:
@@ -49,53 +47,28 @@ def parse_targets(raw: str) -> tuple[str, ...]:
 
 
 def load_component(name: str) -> Component:
+    """The component of `services.<name>`: each service package offers one through `component()`."""
     module = importlib.import_module(f"services.{name}")
-    return module.component()
+    component: Component = module.component()
+    return component
 
 
-@dataclass
 class Runtime:
-    """What the running components share: settings, keys and the clients built at start-up."""
+    """Starts the clients the chosen components need, then the components; stops them in reverse."""
 
-    settings: CommonSettings
-    targets: tuple[str, ...]
-    keyring: KeyRing
-    components: dict[str, Component] = field(default_factory=dict)
-    clickhouse: ClickHouse | None = None
-    producer: DurableProducer | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    _lock_file: IO[str] | None = None
-
-    @property
-    def events_topic(self) -> str:
-        return events_topic(self.settings.topic_prefix)
-
-    @property
-    def dead_letter_topic(self) -> str:
-        return dead_letter_topic(self.settings.topic_prefix)
-
-    @property
-    def live_topic(self) -> str:
-        return live_topic(self.settings.topic_prefix)
-
-    def topic_specs(self) -> dict[str, TopicSpec]:
-        return {
-            self.events_topic: TopicSpec(self.settings.topic_partitions),
-            self.dead_letter_topic: TopicSpec(1),
-            self.live_topic: TopicSpec(1, {"retention.ms": LIVE_RETENTION_MS}),
-        }
-
-    async def ensure_topics(self) -> None:
-        """Create the topics, retrying until Kafka answers (it may start after us)."""
-        delay = 0.5
-        while True:
-            try:
-                await ensure_topics(self.settings.kafka_bootstrap_servers, self.topic_specs())
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
-                log.warning("kafka not ready for topic creation (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    def __init__(self, settings: CommonSettings, targets: tuple[str, ...]) -> None:
+        keyring = KeyRing(settings.ingest_keys, settings.read_keys, settings.admin_keys)
+        if not keyring:
+            raise SystemExit("no access keys configured: set ANALYTICS_INGEST_KEYS/READ_KEYS/ADMIN_KEYS")
+        self.settings = settings
+        self.targets = targets
+        self.resources = Resources(
+            settings,
+            keyring,
+            RateLimiter({"ingest": settings.rate_limit_ingest, "query": settings.rate_limit_query}),
+        )
+        self.components: dict[str, Component] = {name: load_component(name) for name in targets}
+        self._lock_file: IO[str] | None = None
 
     def lock_embedded_clickhouse(self) -> None:
         """Hold an exclusive lock on the chDB directory for this process's lifetime."""
@@ -118,22 +91,22 @@ class Runtime:
         self._lock_file = handle
 
     async def start(self) -> None:
-        needs_clickhouse = any(c.uses_clickhouse for c in self.components.values())
-        if needs_clickhouse:
+        resources = self.resources
+        if any(c.uses_clickhouse for c in self.components.values()):
             if self.settings.embedded_clickhouse:
                 self.lock_embedded_clickhouse()
-            self.clickhouse = ClickHouse(
+            resources.clickhouse = ClickHouse(
                 self.settings.resolved_clickhouse_url, self.settings.resolved_database
             )
-            await asyncio.to_thread(self.clickhouse.create_schema)
-        producers = [c for c in self.components.values() if c.uses_producer]
-        if producers:
-            timeout = min(float(getattr(c, "producer_ack_timeout", 5.0)) for c in producers)
-            self.producer = DurableProducer(self.settings.kafka_bootstrap_servers, ack_timeout=timeout)
-            await self.producer.start()
+            await asyncio.to_thread(resources.clickhouse.create_schema)
+        if any(c.uses_producer for c in self.components.values()):
+            deadlines = [c.producer_ack_timeout for c in self.components.values() if c.uses_producer]
+            timeout = min((d for d in deadlines if d is not None), default=DEFAULT_ACK_TIMEOUT)
+            resources.producer = DurableProducer(self.settings.kafka_bootstrap_servers, ack_timeout=timeout)
+            await resources.producer.start()
         for name, component in self.components.items():
             log.info("starting %s", name)
-            await component.start(self)
+            await component.start(resources)
 
     async def stop(self) -> None:
         for name, component in reversed(self.components.items()):
@@ -142,21 +115,28 @@ class Runtime:
                 await component.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("error stopping %s", name)
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.clickhouse is not None:
-            self.clickhouse.close()
+        if self.resources.producer is not None:
+            await self.resources.producer.stop()
+        if self.resources.clickhouse is not None:
+            self.resources.clickhouse.close()
         if self._lock_file is not None:
             self._lock_file.close()
 
     def health(self) -> dict[str, Any]:
         return {name: component.health() for name, component in self.components.items()}
 
+    def server_options(self) -> dict[str, Any]:
+        """The uvicorn options the components ask for (e.g. the live gateway's WebSocket protocol)."""
+        options: dict[str, Any] = {}
+        for component in self.components.values():
+            options.update(component.server_options())
+        return options
 
-# Objects a young-generation collection may wait for (CPython's default: 700). Ingest holds ~300 objects
-# per batch request in flight (parsed JSON, accepted events) for a Kafka round trip; at 700 they survived
-# collection after collection into the old generations, whose full sweeps cost ~19% of the ingest
-# process under batch load (py-spy --native: gc_collect_main). At 20,000 they are freed before then.
+
+# Objects a young-generation collection may wait for (CPython's default: 700). Ingest holds a few
+# hundred objects per batch request in flight (parsed JSON, accepted events) for a Kafka round trip; at
+# 700 they survived collection after collection into the old generations, whose full sweeps were a large
+# share of the ingest process under batch load (docs/performance.md). At 20,000 they are freed before.
 GC_YOUNG_THRESHOLD = 20_000
 
 
@@ -167,15 +147,8 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def build_app(
-    settings: CommonSettings, targets: tuple[str, ...], extras: dict[str, Any] | None = None
-) -> FastAPI:
-    """The FastAPI app for the chosen targets, with a lifespan that starts and stops them."""
-    keyring = KeyRing(settings.ingest_keys, settings.read_keys, settings.admin_keys)
-    if not keyring:
-        raise SystemExit("no access keys configured: set ANALYTICS_INGEST_KEYS/READ_KEYS/ADMIN_KEYS")
-    runtime = Runtime(settings, targets, keyring, extras=dict(extras or {}))
-    runtime.components = {name: load_component(name) for name in targets}
+def build_app(runtime: Runtime) -> FastAPI:
+    """The FastAPI app for the runtime's components, with a lifespan that starts and stops them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -187,26 +160,22 @@ def build_app(
             await runtime.stop()
 
     app = FastAPI(
-        # No OpenTelemetry here: checking for it on every request cost ~5% of ingest's CPU.
+        # No OpenTelemetry here: checking for it on every request cost CPU on ingest's hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Analytics backend",
         version="0.1.0",
-        description=f"Services in this process: {', '.join(targets)}",
+        description=f"Services in this process: {', '.join(runtime.targets)}",
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
-    app.state.keyring = keyring
-    app.state.rate_limiter = RateLimiter(
-        {"ingest": settings.rate_limit_ingest, "query": settings.rate_limit_query}
-    )
+    app.state.resources = runtime.resources
     install_error_handlers(app)
     for component in runtime.components.values():
-        for middleware, options in getattr(component, "middleware", list)():
-            app.add_middleware(middleware, **options)
-    if settings.cors_origins:
+        for middleware in component.middleware():
+            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    if runtime.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=runtime.settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
         )
@@ -230,10 +199,10 @@ def add_health_routes(app: FastAPI, runtime: Runtime) -> None:
     )
     async def readyz() -> JSONResponse:
         checks: dict[str, Any] = {}
-        if runtime.clickhouse is not None:
-            checks["clickhouse"] = await runtime.clickhouse.ping()
-        if runtime.producer is not None:
-            checks["kafka"] = runtime.producer.connected
+        if runtime.resources.clickhouse is not None:
+            checks["clickhouse"] = await runtime.resources.clickhouse.ping()
+        if runtime.resources.producer is not None:
+            checks["kafka"] = runtime.resources.producer.connected
         for name, detail in runtime.health().items():
             if "ready" in detail:
                 checks[name] = bool(detail["ready"])

@@ -12,20 +12,19 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from shared.contracts.storage import schema_statements
 from shared.errors import QueryFailed, QueryTimeout, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse" / "schema.sql"
 TIMEOUT_CODES = {"159", "160", "394"}  # TIMEOUT_EXCEEDED, TOO_SLOW, QUERY_WAS_CANCELLED
 UNAVAILABLE_CODES = {"241", "202", "210", "209", "242"}  # memory, too many queries, network, readonly
 ERROR_CODE = re.compile(r"Code: (\d+)")
@@ -159,19 +158,3 @@ def map_error(exc: ClickHouseError) -> Exception:
         return QueryFailed("the analytics store could not answer this query")
     log.error("clickhouse error: %s", text)
     return StorageUnavailable("the analytics store failed; retry shortly")
-
-
-def schema_statements(database: str) -> list[str]:
-    """The DDL in deploy/clickhouse/schema.sql, for one database."""
-    text = SCHEMA_FILE.read_text()
-    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
-    return [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def default_workers(embedded: bool) -> int:
-    return 4 if embedded else 8
-
-
-def parameters_for(values: Sequence[Any], prefix: str) -> dict[str, Any]:
-    """Name a list of values p0, p1, ... for use as `{p0:String}` placeholders."""
-    return {f"{prefix}{i}": value for i, value in enumerate(values)}

@@ -1,4 +1,4 @@
-"""The HTTP edge shared by every service: error bodies, status codes, auth dependencies, health.
+"""The HTTP edge shared by every service: error bodies and status codes (dependencies: deps.py).
 
 HTTP status codes are decided here and only here: services raise `shared.errors` kinds.
 """
@@ -6,18 +6,16 @@ HTTP status codes are decided here and only here: services raise `shared.errors`
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
-from shared.auth import KeyRing, Role
+from shared.validation import problems_of
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +56,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
-):
+) -> JSONResponse:
     body = ErrorBody(error=code, message=message, details=details).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def status_of(exc: errors.AnalyticsError) -> int:
     for kind in type(exc).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]  # type: ignore[index]
+        if issubclass(kind, errors.AnalyticsError) and kind in STATUS:
+            return STATUS[kind]
     return 500
 
 
@@ -92,13 +90,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        fields = sorted(
-            {".".join(str(p) for p in d["loc"][1:]) or str(d["loc"][0]) for d in details if d["loc"]}
-        )
+        found = problems_of(exc.errors())
+        details = [{"loc": list(p.loc), "msg": p.message, "type": p.type} for p in found]
+        fields = sorted({".".join(str(part) for part in p.loc[1:]) or str(p.loc[0]) for p in found if p.loc})
         message = f"invalid {', '.join(fields)}" if fields else "invalid request"
         return error_response(422, "validation_error", message, details)
 
@@ -111,41 +105,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error: %r", exc)
         return error_response(500, "internal_error", "unexpected error; it has been logged")
-
-
-bearer_scheme = HTTPBearer(auto_error=False, description="An ingest, read or admin access key")
-
-
-def keyring_of(request: Request) -> KeyRing:
-    return request.app.state.keyring
-
-
-RATE_SCOPE = {Role.INGEST: "ingest", Role.READ: "query", Role.ADMIN: "query"}
-
-
-def authorize(request: Request, token: str | None, role: Role) -> Role:
-    """Check the key for `role` (401/403), then its rate limit (429)."""
-    kind = keyring_of(request).authorize(token, role)
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None and token:
-        limiter.check(token, RATE_SCOPE[role])
-    return kind
-
-
-def require(role: Role) -> Callable[..., Awaitable[Role]]:
-    """A dependency that admits keys granting `role` (401 without a known key, 403 without the role)."""
-
-    async def check(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    ) -> Role:
-        token = credentials.credentials if credentials else None
-        return authorize(request, token, role)
-
-    check.__name__ = f"require_{role.value}"
-    return check
-
-
-IngestKey = Annotated[Role, Depends(require(Role.INGEST))]
-ReadKey = Annotated[Role, Depends(require(Role.READ))]
-AdminKey = Annotated[Role, Depends(require(Role.ADMIN))]

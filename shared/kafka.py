@@ -9,35 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
+from shared.contracts.events import user_key
+from shared.contracts.topics import OutgoingMessage, TopicSpec
 from shared.errors import BrokerUnavailable
+from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 LINGER_MS = 5
 
 
-class OutgoingMessage(NamedTuple):
-    """A message to send; a NamedTuple because ingest builds one per event (cheaper than a dataclass)."""
-
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    partition: int | None = None  # None: Kafka's default partitioner picks it from the key
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key), as the Java client and aiokafka compute it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-@dataclass(frozen=True)
-class TopicSpec:
-    partitions: int
-    config: Mapping[str, str] | None = None
+@functools.lru_cache(maxsize=65_536)
+def partition_of_user(user_id: str, partitions: int) -> int:
+    """`partition_of` an event's key, cached by the user id itself: aiokafka's murmur2 is pure Python,
+    the same users come back again and again, and a hit encodes no key (docs/performance.md)."""
+    return partition_of(user_key(user_id), partitions)
 
 
 async def ensure_topics(
@@ -49,7 +49,7 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config or {}))
+            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config))
             for name, spec in topics.items()
             if name not in existing
         ]
@@ -86,8 +86,8 @@ class DurableProducer:
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
-            # Under batch load a 5 ms linger packs more requests' envelopes into one produce request:
-            # ingest did ~10-20% more events per CPU-second than at 2 ms (A/B, 100-event batches).
+            # Under batch load a linger packs more requests' envelopes into one produce request
+            # (docs/performance.md has the A/B).
             linger_ms=LINGER_MS,
             max_batch_size=512 * 1024,
             max_request_size=2 * 1024 * 1024,
@@ -113,10 +113,9 @@ class DurableProducer:
         return True
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
+        backoff = Backoff()
         while not await self._try_connect():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
 
     def partition_count(self, topic: str) -> int | None:
         """How many partitions `topic` has, from the metadata the producer already holds (None: unknown)."""

@@ -112,3 +112,13 @@ class CommonSettings(BaseSettings):
     @property
     def embedded_clickhouse(self) -> bool:
         return self.resolved_clickhouse_url.startswith("chdb:")
+
+
+class ServerSettings(BaseSettings):
+    """What `python -m services` runs and where (its command-line flags take precedence)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    target: str = Field("all", alias="ANALYTICS_TARGET", description="all, or a comma-separated subset")
+    host: str = Field("127.0.0.1", alias="ANALYTICS_HOST")
+    port: int = Field(8000, alias="ANALYTICS_PORT", ge=1, le=65535)

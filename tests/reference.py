@@ -1,5 +1,6 @@
-"""A plain-Python oracle for funnels and cohorts: the definitions of issue 3 written out literally,
-slow on purpose (search over chains, not the service's algorithms), plus events for loading tests."""
+"""The one plain-Python oracle: the README's definitions of funnels, cohorts and daily metrics written
+out literally, slow on purpose (search over chains, not the service's algorithms), over one event model
+that the tests also load into ClickHouse or post to the API. Duplicates collapse by the table's rule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from functools import cache
 from typing import Any
@@ -15,10 +17,13 @@ from typing import Any
 import orjson
 
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE
 
 TOP_VALUES = 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SUBSCRIPTION_EVENTS = ("subscription_created", "subscription_updated", "subscription_cancelled")
+CENT = Decimal("0.01")
+MICRO = Decimal("0.000001")
 
 
 @dataclass
@@ -35,18 +40,30 @@ class Event:
         return (self.timestamp - EPOCH) // timedelta(milliseconds=1)
 
     def row(self) -> dict[str, Any]:
-        def text(moment: datetime) -> str:
-            return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
+        """The analytics_events row, as the stream loader inserts it."""
         return {
             "event_id": str(self.event_id),
             "event": self.event,
             "user_id": self.user_id,
-            "timestamp": text(self.timestamp),
-            "received_at": text(self.received_at or self.timestamp),
+            "timestamp": clickhouse_time(self.timestamp),
+            "received_at": clickhouse_time(self.received_at or self.timestamp),
             "properties": orjson.dumps(self.properties).decode(),
             "source": "api",
         }
+
+    def posted(self) -> dict[str, Any]:
+        """The event as a client posts it to /api/v1/events."""
+        return {
+            "event": self.event,
+            "user_id": self.user_id,
+            "timestamp": self.timestamp.isoformat(),
+            "properties": self.properties,
+            "event_id": str(self.event_id),
+        }
+
+
+def clickhouse_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def at(text: str) -> datetime:
@@ -70,7 +87,9 @@ def received(e: Event) -> datetime:
 
 
 def deduplicated(events: Iterable[Event]) -> list[Event]:
-    """One event per (event, user_id, event_id), the latest received_at winning (ReplacingMergeTree)."""
+    """The table's rule: one event per (event, user_id, event_id), the latest received_at winning
+    (ReplacingMergeTree(received_at) read with FINAL; of copies received at the same moment, the
+    last inserted)."""
     kept: dict[tuple[str, str, uuid.UUID], Event] = {}
     for e in events:
         key = (e.event, e.user_id, e.event_id)
@@ -288,3 +307,72 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
             data.append({"period": k, "percentage": percent(n, len(users)), "count": n})
         result.append({"cohort_date": period_label(start, period_type), "users": len(users), "data": data})
     return {"cohorts": result}
+
+
+# --- daily metrics ----------------------------------------------------------------------------------
+
+
+def half_up(value: Decimal, step: Decimal = CENT) -> float:
+    return float(value.quantize(step, ROUND_HALF_UP))
+
+
+def amount(e: Event) -> Decimal:
+    return Decimal(str(e.properties.get("amount", 0)))
+
+
+def users_between(events: list[Event], first: date, last: date) -> set[str]:
+    return {e.user_id for e in events if first <= e.timestamp.date() <= last}
+
+
+def subscription_states(events: list[Event], day: date) -> dict[str, Event]:
+    """Each subscription's latest event before day + 1 (00:00 UTC)."""
+    states: dict[str, Event] = {}
+    key = lambda e: (e.timestamp, e.received_at or e.timestamp, str(e.event_id))  # noqa: E731
+    for e in sorted((e for e in events if e.event in SUBSCRIPTION_EVENTS), key=key):
+        if e.timestamp.date() <= day and e.properties.get("subscription_id"):
+            states[e.properties["subscription_id"]] = e
+    return states
+
+
+def monthly(e: Event) -> Decimal:
+    value = amount(e)
+    return (value / 12).quantize(MICRO, ROUND_DOWN) if e.properties.get("interval") == "year" else value
+
+
+def metrics_of_day(events: list[Event], day: date) -> dict[str, float]:
+    """Every daily metric for one day, over deduplicated events."""
+    today = [e for e in events if e.timestamp.date() == day]
+    dau = users_between(events, day, day)
+    mau = users_between(events, day - timedelta(days=29), day)
+    first_seen: dict[str, date] = {}
+    for e in events:
+        first_seen[e.user_id] = min(first_seen.get(e.user_id, e.timestamp.date()), e.timestamp.date())
+    revenue = sum((amount(e) for e in today if e.event == "purchase"), Decimal(0))
+    active = [s for s in subscription_states(events, day).values() if s.event != "subscription_cancelled"]
+    before = subscription_states(events, day - timedelta(days=1))
+    now = subscription_states(events, day)
+    churned = [
+        s
+        for s, e in now.items()
+        if e.event == "subscription_cancelled" and s in before and before[s].event != "subscription_cancelled"
+    ]
+    return {
+        "dau": len(dau),
+        "wau": len(users_between(events, day - timedelta(days=6), day)),
+        "mau": len(mau),
+        "new_users": sum(1 for seen in first_seen.values() if seen == day),
+        "events": len(today),
+        "revenue": half_up(revenue),
+        "arpu": half_up((revenue / len(dau)).quantize(MICRO, ROUND_DOWN)) if dau else 0.0,
+        "stickiness": round(len(dau) / len(mau), 4) if mau else 0.0,
+        "mrr": half_up(sum((monthly(s) for s in active), Decimal(0))),
+        "active_subscriptions": len(active),
+        "churned_subscriptions": len(churned),
+    }
+
+
+def metrics(events: Iterable[Event], start: date, end: date) -> dict[tuple[date, str], float]:
+    """(day, metric) -> value over [start, end]."""
+    unique = deduplicated(events)
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    return {(day, name): float(value) for day in days for name, value in metrics_of_day(unique, day).items()}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
 import subprocess
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,23 @@ def start_local_broker(workdir: Path) -> KafkaBroker:
     broker = KafkaBroker(workdir / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
     return broker
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 30.0,
+    *,
+    interval: float = 0.05,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Poll `condition` (plain or async) until it holds; on timeout, fail saying what `state` returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout}s" + (f": {state()}" if state else ""))
+        await asyncio.sleep(interval)

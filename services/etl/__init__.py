@@ -1,27 +1,28 @@
 """ETL service: ClickHouse events -> daily metric snapshots (nightly, at start, on an admin's request),
-read back as metric series and the dashboard overview."""
+read back as metric series and the dashboard overview (whose live count it reads from the live topic)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 
-from services.component import BaseComponent
 from services.etl import routes
 from services.etl.runner import Clock, EtlRunner, utc_now
 from services.etl.scheduler import EtlScheduler
 from services.etl.settings import EtlSettings
+from shared.component import BaseComponent, Resources
 from shared.errors import StorageUnavailable
-
-if TYPE_CHECKING:
-    from services.runtime import Runtime
+from shared.live_topic import LiveTopicReader, ReaderOptions
 
 
 @dataclass
 class EtlComponent(BaseComponent):
-    """The runner (built at start, on the shared ClickHouse client), its scheduler and its routes."""
+    """The runner (built at start, on the shared ClickHouse client), its scheduler, its routes, and a
+    reader of the live topic's counts for the overview, so the count is there in any deployment shape."""
 
     settings: EtlSettings = field(default_factory=EtlSettings)
     clock: Clock = utc_now
@@ -29,10 +30,11 @@ class EtlComponent(BaseComponent):
     uses_clickhouse: bool = True
     runner: EtlRunner | None = None
     scheduler: EtlScheduler | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    live_counts: LiveTopicReader | None = None
+    _following: asyncio.Task[None] | None = None
 
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.started_runner, lambda: self.extras, self.settings.max_run_days)]
+        return [routes.build_router(self.started_runner, self.active_users_now, self.settings.max_run_days)]
 
     def started_runner(self) -> EtlRunner:
         """The runner, once start() has built it."""
@@ -40,17 +42,35 @@ class EtlComponent(BaseComponent):
             raise StorageUnavailable("the ETL service is not started yet; retry shortly")
         return self.runner
 
-    async def start(self, runtime: Runtime) -> None:
-        assert runtime.clickhouse is not None
-        self.extras = runtime.extras  # the live service adds its count here after we start
-        self.runner = EtlRunner(runtime.clickhouse, self.settings, self.clock)
+    def active_users_now(self) -> int | None:
+        return self.live_counts.active_users() if self.live_counts is not None else None
+
+    async def start(self, resources: Resources) -> None:
+        assert resources.clickhouse is not None
+        self.runner = EtlRunner(resources.clickhouse, self.settings, self.clock)
         if self.settings.schedule_enabled:
             self.scheduler = EtlScheduler(self.runner, self.settings)
             self.scheduler.start()
+        self.live_counts = LiveTopicReader(
+            resources.settings.kafka_bootstrap_servers,
+            resources.topics.live,
+            ReaderOptions(client_id="etl-overview"),
+        )
+        self._following = asyncio.create_task(self.follow_live_counts(resources), name="etl-live-counts")
+
+    async def follow_live_counts(self, resources: Resources) -> None:
+        """Create the topics if needed (Kafka may come up after us), then read the counts forever."""
+        assert self.live_counts is not None
+        await resources.ensure_topics()
+        await self.live_counts.run_forever()
 
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
 
     def health(self) -> dict[str, Any]:
         last = self.runner.last_run if self.runner else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from string import Template
 
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE
 
 FRAGMENTS: dict[str, str] = {}
 

@@ -11,12 +11,11 @@ values only as server-side parameters: `{start:Date}`, `{end:Date}`, `{start_at:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from functools import cached_property
 from typing import Any
 
 from services.etl.fragments import expand
-from services.query.dates import DateRange
+from shared.contracts.dates import DateRange
 
 
 def range_parameters(period: DateRange) -> dict[str, Any]:
@@ -27,11 +26,6 @@ def range_parameters(period: DateRange) -> dict[str, Any]:
         "start_at": period.start_at,
         "end_before": period.end_before,
     }
-
-
-def days_of(period: DateRange) -> list[date]:
-    """Every day of the range, in order."""
-    return [date.fromordinal(n) for n in range(period.start.toordinal(), period.end.toordinal() + 1)]
 
 
 @dataclass(frozen=True)
@@ -165,5 +159,3 @@ METRICS: tuple[Metric, ...] = (
         """,
     ),
 )
-
-REGISTRY: dict[str, Metric] = {metric.name: metric for metric in METRICS}

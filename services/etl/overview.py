@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
 from services.etl import snapshots
 from shared.clickhouse import ClickHouse
-
-log = logging.getLogger(__name__)
-
-LIVE_COUNT_KEY = "active_users_now"  # runtime.extras entry the live service sets: () -> int | None
 
 
 class MetricChange(BaseModel):
@@ -28,7 +22,10 @@ class MetricChange(BaseModel):
 class Overview(BaseModel):
     date: dt.date | None = Field(description="The latest day with a snapshot (null before the first run)")
     metrics: dict[str, MetricChange]
-    active_users_now: int | None = Field(description="Users active right now per the live service, else null")
+    active_users_now: int | None = Field(
+        description="Users active right now, as the stream processors last reported on the live topic "
+        "(null when none reported recently)"
+    )
 
 
 def change_pct(value: float | None, previous: float | None) -> float | None:
@@ -40,24 +37,11 @@ def change_pct(value: float | None, previous: float | None) -> float | None:
     return round((value - previous) / abs(previous) * 100, 1)
 
 
-def live_users_now(extras: Mapping[str, Any]) -> int | None:
-    """The live service's current count, or None when it is absent or fails."""
-    source: Callable[[], int | None] | None = extras.get(LIVE_COUNT_KEY)
-    if source is None:
-        return None
-    try:
-        count = source()
-    except Exception:  # noqa: BLE001 - the overview still answers without the live count
-        log.warning("live count unavailable", exc_info=True)
-        return None
-    return None if count is None else int(count)
-
-
 async def build_overview(
-    clickhouse: ClickHouse, metrics: Sequence[str], extras: Mapping[str, Any]
+    clickhouse: ClickHouse, metrics: Sequence[str], active_users_now: int | None
 ) -> Overview:
-    """Every metric on the latest snapshot day with the previous day's value."""
-    now = live_users_now(extras)
+    """Every metric on the latest snapshot day with the previous day's value, and the live count."""
+    now = active_users_now
     day = await snapshots.latest_day(clickhouse, metrics)
     if day is None:
         return Overview(date=None, metrics={}, active_users_now=now)

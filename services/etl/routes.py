@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.etl import snapshots
 from services.etl.overview import Overview, build_overview
 from services.etl.runner import EtlRunner
-from services.query.dates import DateRange
+from shared.contracts.dates import DateRange
+from shared.deps import AdminKey, ReadKey
 from shared.errors import InvalidRequest, NotFound
-from shared.http import ERROR_RESPONSES, AdminKey, ReadKey
+from shared.http import ERROR_RESPONSES
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -88,9 +89,9 @@ def requested_days(body: RunRequest | None, yesterday: dt.date, max_days: int) -
 
 
 def build_router(
-    runner_of: Callable[[], EtlRunner], extras_of: Callable[[], dict[str, Any]], max_days: int
+    runner_of: Callable[[], EtlRunner], active_users_now: Callable[[], int | None], max_days: int
 ) -> APIRouter:
-    """Routes over the started runner (`runner_of`) and the runtime extras (for the live count)."""
+    """Routes over the started runner (`runner_of`) and the live count (`active_users_now`)."""
     router = APIRouter(prefix="/api/v1/analytics", tags=["etl"])
 
     @router.post("/etl/run", response_model=RunResponse, responses=RESPONSES)
@@ -144,6 +145,6 @@ def build_router(
     async def overview(_: ReadKey) -> Overview:
         """The latest snapshot day: every metric with the previous day's value and the change in percent."""
         runner = runner_of()
-        return await build_overview(runner.clickhouse, runner.metric_names, extras_of())
+        return await build_overview(runner.clickhouse, runner.metric_names, active_users_now())
 
     return router

@@ -1,7 +1,7 @@
 """An ETL run: compute every registered metric for a range of days and store them as one snapshot block.
 
 Runs are idempotent: running a day again computes the same values from the same events and replaces
-the day's rows (see deploy/clickhouse/schema.sql), so the scheduler, the admin trigger and several ETL
+the day's rows (see shared/contracts/schema.sql), so the scheduler, the admin trigger and several ETL
 replicas may all run the same days at once without corrupting anything; no lock or leader is needed.
 """
 
@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from services.etl import snapshots
-from services.etl.metrics import METRICS, Metric, days_of
+from services.etl.metrics import METRICS, Metric
 from services.etl.settings import EtlSettings
 from services.etl.snapshots import Snapshot
-from services.query.dates import FINAL_SETTINGS, DateRange
 from shared.clickhouse import ClickHouse
+from shared.contracts.dates import DateRange
+from shared.contracts.storage import FINAL_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class EtlRunner:
             timeout=self.settings.query_timeout_seconds,
         )
         found = {day: float(value) for day, value in rows}
-        return {day: finite(found.get(day, 0.0)) for day in days_of(period)}
+        return {day: finite(found.get(day, 0.0)) for day in period.days()}
 
     async def run(self, period: DateRange) -> RunResult:
         """Compute every metric for the days of `period` and store them in one block."""
@@ -86,7 +87,7 @@ class EtlRunner:
             values = await self.compute(metric, period)
             rows.extend(Snapshot(day, metric.name, value) for day, value in values.items())
         await snapshots.write_run(self.clickhouse, rows, computed_at, run_id)
-        result = RunResult(run_id, computed_at, days_of(period), self.metric_names, len(rows))
+        result = RunResult(run_id, computed_at, period.days(), self.metric_names, len(rows))
         log.info("etl run %s stored %d rows for %s..%s", run_id, len(rows), period.start, period.end)
         self.last_run = result
         return result
@@ -102,7 +103,7 @@ class EtlRunner:
             return []
         window = DateRange(max(start, first), end)
         complete = await snapshots.complete_days(self.clickhouse, window, self.metric_names)
-        return [day for day in days_of(window) if day not in complete]
+        return [day for day in window.days() if day not in complete]
 
     async def catch_up(self, *, rerun_yesterday: bool = False) -> RunResult | None:
         """Run the missing days (and yesterday when asked) as one range; None when nothing is due."""

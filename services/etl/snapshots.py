@@ -1,6 +1,6 @@
 """metrics_snapshots: a run written as one block, and the reads the endpoints and the catch-up need.
 
-Why one block is enough for "readers never see a half-written day" is in deploy/clickhouse/schema.sql.
+Why one block is enough for "readers never see a half-written day" is in shared/contracts/schema.sql.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import date, datetime
 
 import orjson
 
-from services.query.dates import DateRange
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE, SNAPSHOTS_TABLE
+from shared.contracts.dates import DateRange
+from shared.contracts.storage import EVENTS_TABLE, SNAPSHOTS_TABLE
 
 
 @dataclass(frozen=True)

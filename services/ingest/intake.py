@@ -13,10 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from services.ingest.native import NativeEvents
+from services.ingest.native_events import NativeEvents
+from shared.contracts import envelope
+from shared.contracts.events import AcceptedEvent, DeadLetter
+from shared.contracts.topics import OutgoingMessage, Topics
 from shared.errors import InvalidRequest
-from shared.events import AcceptedEvent, DeadLetter, event_messages
-from shared.kafka import DurableProducer, OutgoingMessage
+from shared.kafka import DurableProducer, partition_of_user
+from shared.validation import reasons
+
+Convert = Callable[[Any, datetime], AcceptedEvent]
 
 
 class Rejection(BaseModel):
@@ -32,31 +37,41 @@ class IngestResult(BaseModel):
     event_ids: list[str] = []
 
 
+def event_messages(
+    topic: str, events: Sequence[AcceptedEvent], partitions: int | None
+) -> list[OutgoingMessage]:
+    """The events-topic messages for accepted events: one envelope per partition (split so that none
+    is over the envelope limit); one message per event while the partition count is not known yet."""
+    if partitions is None or len(events) == 1:
+        return [OutgoingMessage(topic, e.message, e.key) for e in events]
+    groups: dict[int, list[AcceptedEvent]] = {}
+    for event in events:
+        groups.setdefault(partition_of_user(event.user_id, partitions), []).append(event)
+    return [
+        OutgoingMessage(topic, value, group[0].key, partition)
+        for partition, group in groups.items()
+        for value in envelope.pack([e.message for e in group])
+    ]
+
+
 @dataclass
 class Intake:
     producer: DurableProducer
-    events_topic: str
-    dead_letter_topic: str
+    topics: Topics
     source: str = "api"
     accepted: list[AcceptedEvent] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
-    def add(
-        self, index: int, item: Any, convert: Callable[[Any, datetime], AcceptedEvent], now: datetime
-    ) -> None:
+    def add(self, index: int, item: Any, convert: Convert, now: datetime) -> None:
         try:
             self.accepted.append(convert(item, now))
         except (ValidationError, ValueError, TypeError) as exc:
-            reasons = describe(exc)
-            self.rejected.append(Rejection(index=index, errors=reasons))
+            why = reasons(exc)
+            self.rejected.append(Rejection(index=index, errors=why))
             self.dead_letters.append(
                 DeadLetter(
-                    reason="; ".join(reasons),
-                    stage="ingest",
-                    source=self.source,
-                    payload=item,
-                    errors=reasons,
+                    reason="; ".join(why), stage="ingest", source=self.source, payload=item, errors=why
                 )
             )
 
@@ -66,9 +81,9 @@ class Intake:
             raise InvalidRequest(
                 "no valid event in the request", details=[r.model_dump() for r in self.rejected]
             )
-        partitions = self.producer.partition_count(self.events_topic)
-        messages = event_messages(self.events_topic, self.accepted, partitions)
-        messages += [OutgoingMessage(self.dead_letter_topic, d.to_message()) for d in self.dead_letters]
+        topic = self.topics.events
+        messages = event_messages(topic, self.accepted, self.producer.partition_count(topic))
+        messages += [OutgoingMessage(self.topics.dead_letter, d.to_message()) for d in self.dead_letters]
         await self.producer.send_all(messages)
         return IngestResult.model_construct(
             accepted=len(self.accepted),
@@ -77,32 +92,18 @@ class Intake:
         )
 
 
-def describe(exc: Exception) -> list[str]:
-    """Readable reasons: `field: message` for validation errors."""
-    if isinstance(exc, ValidationError):
-        reasons = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in error.get("loc", ()))
-            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-            reasons.append(f"{where}: {message}" if where else message)
-        return reasons
-    return [str(exc)]
-
-
 async def ingest_items(
     items: Sequence[Any],
     *,
     producer: DurableProducer,
-    events_topic: str,
-    dead_letter_topic: str,
-    convert: Callable[[Any, datetime], AcceptedEvent] | None = None,
+    topics: Topics,
+    convert: Convert | None = None,
     source: str = "api",
 ) -> IngestResult:
     """Convert each item (native events unless `convert` says otherwise), then publish in one round."""
     now = datetime.now(UTC)
-    if convert is None:
-        convert = NativeEvents(len(items))
-    intake = Intake(producer, events_topic, dead_letter_topic, source)
+    intake = Intake(producer, topics, source)
+    converter = convert if convert is not None else NativeEvents(len(items))
     for index, item in enumerate(items):
-        intake.add(index, item, convert, now)
+        intake.add(index, item, converter, now)
     return await intake.publish()

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.ingest.body import parse_json, read_body
+from services.ingest.direct_route import PATH, Endpoint
 from services.ingest.intake import IngestResult, ingest_items
 from services.ingest.settings import IngestSettings
 from shared.auth import Role, bearer_token
+from shared.contracts.events import IncomingEvent
+from shared.deps import authorize, producer_of, topics_of
 from shared.errors import InvalidRequest, PayloadTooLarge
-from shared.events import IncomingEvent
-from shared.http import ERROR_RESPONSES, authorize
+from shared.http import ERROR_RESPONSES
 
 EVENT_SCHEMA = IncomingEvent.model_json_schema()
 
@@ -30,7 +32,23 @@ def request_body_schema(max_events: int) -> dict[str, Any]:
     return {"oneOf": [EVENT_SCHEMA, batch]}
 
 
-def build_router(settings: IngestSettings) -> APIRouter:
+def events_endpoint(settings: IngestSettings) -> Endpoint:
+    """The endpoint itself, served both by its route and by the direct route (direct_route.py)."""
+
+    async def post_events(request: Request) -> Response:
+        """Validate, publish to Kafka, answer 202 with what was accepted and what was rejected."""
+        # Plain calls rather than dependencies: the direct route runs this without FastAPI's machinery.
+        authorize(request, bearer_token(request.headers.get("authorization")), Role.INGEST)
+        items = events_of(
+            parse_json(await read_body(request, settings.max_body_bytes)), settings.max_batch_events
+        )
+        result = await ingest_items(items, producer=producer_of(request), topics=topics_of(request))
+        return Response(orjson.dumps(result.model_dump()), status_code=202, media_type="application/json")
+
+    return post_events
+
+
+def build_router(settings: IngestSettings, post_events: Endpoint) -> APIRouter:
     router = APIRouter(tags=["ingest"])
     responses: dict[int | str, dict[str, Any]] = {
         **ERROR_RESPONSES,
@@ -38,9 +56,10 @@ def build_router(settings: IngestSettings) -> APIRouter:
         413: {"description": "Body or batch over the limits"},
         503: {"description": "Kafka did not acknowledge in time; retry (see Retry-After)"},
     }
-
-    @router.post(
-        "/api/v1/events",
+    router.add_api_route(
+        PATH,
+        post_events,
+        methods=["POST"],
         status_code=202,
         response_model=IngestResult,
         responses=responses,
@@ -53,23 +72,6 @@ def build_router(settings: IngestSettings) -> APIRouter:
             },
         },
     )
-    async def post_events(request: Request) -> Response:
-        """Validate, publish to Kafka, answer 202 with what was accepted and what was rejected."""
-        # Auth inline rather than as a dependency: this is the hottest route (see fastpath.py).
-        authorize(request, bearer_token(request.headers.get("authorization")), Role.INGEST)
-        items = events_of(
-            parse_json(await read_body(request, settings.max_body_bytes)), settings.max_batch_events
-        )
-        runtime = request.app.state.runtime
-        result = await ingest_items(
-            items,
-            producer=runtime.producer,
-            events_topic=runtime.events_topic,
-            dead_letter_topic=runtime.dead_letter_topic,
-        )
-        return Response(orjson.dumps(result.model_dump()), status_code=202, media_type="application/json")
-
-    router.post_events = post_events  # type: ignore[attr-defined]  # the fast path calls it directly
     return router
 
 

@@ -14,10 +14,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from services.ingest.body import parse_json, read_body
 from services.ingest.intake import ingest_items
 from shared.auth import Role, basic_username, bearer_token
-from shared.constants import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
+from shared.contracts.events import AcceptedEvent, IncomingEvent, as_utc
+from shared.contracts.limits import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
+from shared.deps import authorize, producer_of, topics_of
 from shared.errors import InvalidRequest
-from shared.events import AcceptedEvent, IncomingEvent, as_utc
-from shared.http import ERROR_RESPONSES, authorize
+from shared.http import ERROR_RESPONSES
 
 # messageIds that are not UUIDs (e.g. "ajs-...") map to a stable UUID, so retries still deduplicate.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1f3d5e-2c1b-4f1e-9a5e-5e6a7c8d9e0f")
@@ -150,12 +151,10 @@ def build_router() -> APIRouter:
         if not isinstance(body, dict):
             raise InvalidRequest("body must be a JSON object")
         calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
-        runtime = request.app.state.runtime
         result = await ingest_items(
             calls,
-            producer=runtime.producer,
-            events_topic=runtime.events_topic,
-            dead_letter_topic=runtime.dead_letter_topic,
+            producer=producer_of(request),
+            topics=topics_of(request),
             convert=segment_event,
             source="segment",
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.constants import MAX_BATCH_EVENTS, MAX_BODY_BYTES
+from shared.contracts.limits import MAX_BATCH_EVENTS, MAX_BODY_BYTES
 
 
 class IngestSettings(BaseSettings):

@@ -12,9 +12,9 @@ Protocol of WS /ws/analytics/live:
 - Client -> server: `{"type": "subscribe", "events": ["purchase"]}` (`[]`: counts only; `null`: all),
   `{"type": "ping"}`. Dead peers are dropped by the server's WebSocket ping/pong (uvicorn keepalive).
 
-Each replica reads the whole live topic without a consumer group and holds no ClickHouse connection;
-`runtime.extras["active_users_now"]` gives the combined count to other components in its process
-(the ETL overview). Settings: LIVE_* (services/live/settings.py); the window is STREAM_LIVE_WINDOW_SECONDS.
+Each replica reads the whole live topic without a consumer group (shared/live_topic.py) and holds no
+ClickHouse connection. Settings: LIVE_* (services/live/settings.py); the window is
+STREAM_LIVE_WINDOW_SECONDS.
 """
 
 from __future__ import annotations
@@ -22,20 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 
-from services.component import BaseComponent
-from services.live.feed import LiveFeed
+from services.live.fanout_protocol import FanoutWebSocketProtocol
 from services.live.hub import Hub
 from services.live.routes import build_router
 from services.live.settings import LiveSettings
-
-if TYPE_CHECKING:
-    from services.runtime import Runtime
-
-ACTIVE_USERS_EXTRA = "active_users_now"
+from shared.component import BaseComponent, Resources
+from shared.live_topic import LiveTopicReader, ReaderOptions
 
 
 @dataclass
@@ -43,28 +39,37 @@ class LiveComponent(BaseComponent):
     settings: LiveSettings = field(default_factory=LiveSettings)
     name: str = "live"
     hub: Hub | None = None
-    feed: LiveFeed | None = None
+    feed: LiveTopicReader | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def routers(self) -> list[APIRouter]:
         return [build_router(self)]
 
-    async def start(self, runtime: Runtime) -> None:
-        """Follow the live topic, tick the counts, and offer the count to the ETL overview."""
+    def server_options(self) -> dict[str, Any]:
+        """uvicorn's websockets-sansio protocol plus a synchronous send, for the fan-out."""
+        return {"ws": FanoutWebSocketProtocol}
+
+    async def start(self, resources: Resources) -> None:
+        """Follow the live topic and tick the counts."""
         self.hub = Hub(self.settings)
-        self.feed = LiveFeed(
-            runtime.settings.kafka_bootstrap_servers, runtime.live_topic, self.settings, self.hub.publish
+        options = ReaderOptions(
+            presence_ttl_seconds=self.settings.presence_ttl_seconds,
+            history_messages=self.settings.history_messages,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            client_id="live-gateway",
         )
-        runtime.extras[ACTIVE_USERS_EXTRA] = self.feed.active_users
+        self.feed = LiveTopicReader(
+            resources.settings.kafka_bootstrap_servers, resources.topics.live, options, self.hub.publish
+        )
         self.tasks = [
-            asyncio.create_task(self.follow_live_topic(runtime), name="live-feed"),
+            asyncio.create_task(self.follow_live_topic(resources), name="live-feed"),
             asyncio.create_task(self.hub.tick_forever(self.feed.active_users), name="live-ticker"),
         ]
 
-    async def follow_live_topic(self, runtime: Runtime) -> None:
+    async def follow_live_topic(self, resources: Resources) -> None:
         """Create the topics if needed (Kafka may come up after us), then consume forever."""
         assert self.feed is not None
-        await runtime.ensure_topics()
+        await resources.ensure_topics()
         await self.feed.run_forever()
 
     async def stop(self) -> None:
@@ -82,7 +87,7 @@ class LiveComponent(BaseComponent):
             "ready": self.feed.connected,
             "clients": len(self.hub.clients),
             "active_users": self.feed.active_users(),
-            "events_published": self.hub.events_published,
+            "events_received": self.hub.events_received,
             "dropped": self.hub.dropped_total,
         }
 

@@ -9,7 +9,7 @@ when it can. A new_event that waited more than `max_delay_seconds` is dropped to
 overload clients get fresh events or a notice, never a growing lag. Counts are not queued: a client
 holds only the latest one.
 
-A client with nothing waiting is written to at once (`websocket.send_nowait`, services/live/wire.py),
+A client with nothing waiting is written to at once (`websocket.send_nowait`, fanout_protocol.py),
 without waking its writer task; a message that cannot be written at once (the socket's buffer is
 full, or messages are already waiting) goes through the queue above, so the order and the bounds hold.
 """
@@ -26,9 +26,9 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from services.live.messages import active_users_text, dropped_text, new_event_text
+from services.live.fanout_protocol import FramedText, send_nowait_of
 from services.live.settings import LiveSettings
-from services.live.wire import Wire, send_nowait_of
+from shared.contracts.live import active_users_text, dropped_text, new_event_text
 
 CONTROL_QUEUE_SIZE = 32  # replies to the client's own messages (errors, pong, subscribed)
 Queued = tuple[float, str]  # (when the gateway received it, the new_event text), shared by every client
@@ -160,7 +160,7 @@ class Hub:
         self.wanted: set[str] | None = set()  # every name some client subscribed to; None: all events
         self.count = 0
         self.count_sent_at = -math.inf
-        self.events_published = 0
+        self.events_received = 0
         self.invalid_events = 0
         self.dropped_by_departed = 0
 
@@ -168,7 +168,7 @@ class Hub:
         """Register a client (subscribed to every event); its first message is the active-user count."""
         now = time.monotonic()
         client = Client(socket, self.settings, now)
-        client.offer_count(Wire(active_users_text(self.count)), now)
+        client.offer_count(FramedText(active_users_text(self.count)), now)
         self.clients.add(client)
         self.subscribers.setdefault(client.subscription, set()).add(client)
         self.wanted = None
@@ -213,8 +213,8 @@ class Hub:
                 self.invalid_events += 1
                 log.warning("ignoring an invalid new event from the live topic: %.200r", raw)
                 continue
-            named.append((name, (now, Wire(text))))
-        self.events_published += len(events)
+            named.append((name, (now, FramedText(text))))
+        self.events_received += len(events)
         if not named:
             return
         for subscription, clients in self.subscribers.items():
@@ -228,7 +228,7 @@ class Hub:
         count = count or 0
         if count != self.count or now - self.count_sent_at >= self.settings.heartbeat_seconds:
             self.count, self.count_sent_at = count, now
-            text = Wire(active_users_text(count))
+            text = FramedText(active_users_text(count))
             for client in self.clients:
                 client.offer_count(text, now)
         for client in self.clients:

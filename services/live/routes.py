@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from services.live.hub import Client, Hub
-from services.live.messages import PONG_TEXT, ClientMessage, Ping, error_text, subscribed_text
 from services.live.settings import LiveSettings
 from shared.auth import Role, bearer_token
+from shared.contracts.live import PONG_TEXT, ClientMessage, Ping, error_text, subscribed_text
+from shared.deps import keyring_of
 from shared.errors import Forbidden, Unauthorized
 from shared.http import error_response, status_of
+from shared.validation import problems
 
 if TYPE_CHECKING:
     from services.live import LiveComponent
@@ -57,7 +59,7 @@ def presented_key(websocket: WebSocket) -> str | None:
 async def admit(websocket: WebSocket) -> bool:
     """True for a read or admin key; otherwise refuse the handshake (401/403, or close 1008)."""
     try:
-        websocket.app.state.keyring.authorize(presented_key(websocket), Role.READ)
+        keyring_of(websocket).authorize(presented_key(websocket), Role.READ)
         return True
     except (Unauthorized, Forbidden) as exc:
         if DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
@@ -120,10 +122,10 @@ def answer(message: dict[str, Any], hub: Hub, client: Client, settings: LiveSett
 
 
 def invalid(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_input=False)
-    if errors[0]["type"] == "json_invalid":
+    found = problems(exc)
+    if found[0].type == "json_invalid":
         return error_text("invalid_json", "messages must be JSON objects")
-    details = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in errors[:5]]
+    details = [{"loc": p.where, "msg": p.message} for p in found[:5]]
     return error_text(
         "invalid_message",
         'expected {"type": "subscribe", "events": [names] | null} or {"type": "ping"}',

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from services.component import BaseComponent
 from services.query import routes
 from services.query.settings import QuerySettings
+from shared.component import BaseComponent
 
 
 @dataclass

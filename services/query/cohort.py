@@ -7,12 +7,9 @@ period cohort+k starts on or before end_date, `count` is the number of cohort us
 (any event when absent) in period cohort+k.
 
 With any event as start and return (the default) the rows come from the per-user summary of active
-days, exact under duplicates (services/query/cohort_sql.py); on 10M events of 1M users that took the
-weekly x 8 table from ~1.3 s to ~0.2 s on 2 cores. With named events, one scan grouped by user: the
-first start time, and a UInt64 with bit i set when the user returned in shown period i.
-`bench/query_latency.py` runs the scan against the same query built on `retention()` (which takes at
-most 32 conditions, so 52 periods need two calls), checks both agree, and times them: on 1M and 10M
-synthetic events the bit mask used 9-34% less CPU (weekly x 8 at 10M: 2.4 s against 2.8 s).
+days, exact under duplicates (services/query/cohort_sql.py), which saves grouping every event by user.
+With named events, one scan grouped by user: the first start time, and a UInt64 with bit i set when
+the user returned in shown period i (measured against `retention()`: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -23,11 +20,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.query import cohort_sql
-from services.query.cohort_sql import BIT_MASK, Returns, event_condition
-from services.query.dates import FINAL_SETTINGS, Day
+from services.query.cohort_sql import event_condition
 from services.query.rounding import percentage
 from shared.clickhouse import ClickHouse
-from shared.constants import MAX_EVENT_NAME_LENGTH
+from shared.contracts.dates import Day
+from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
+from shared.contracts.storage import FINAL_SETTINGS
 from shared.errors import QueryFailed
 
 PeriodType = Literal["daily", "weekly", "monthly"]
@@ -123,8 +121,8 @@ def build_from_summary(request: CohortRequest) -> tuple[str, dict[str, Any]]:
     return cohort_sql.summary_sql(request.period_type, request.periods), params
 
 
-def build_scan(request: CohortRequest, returns: Returns = BIT_MASK) -> tuple[str, dict[str, Any]]:
-    """The cohort rows from one scan of the events grouped by user (`returns` picks the aggregate)."""
+def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
+    """The cohort rows from one scan of the events grouped by user."""
     first = request.period_starts()[0]
     params: dict[str, Any] = {
         "first": first,
@@ -139,9 +137,7 @@ def build_scan(request: CohortRequest, returns: Returns = BIT_MASK) -> tuple[str
     if len(events) == 2:
         params["events"] = events
         event_filter = "event IN {events:Array(String)}"
-    sql = cohort_sql.scan_sql(
-        request.period_type, request.periods, is_start, is_return, event_filter, returns
-    )
+    sql = cohort_sql.scan_sql(request.period_type, request.periods, is_start, is_return, event_filter)
     return sql, params
 
 

@@ -2,14 +2,14 @@
 
 * `summary_sql` (start_event and return_event both absent: any event counts). Every user's active UTC
   days come from `user_active_days`, a per-user summary that a refreshable materialized view rebuilds
-  from `analytics_events FINAL` every few minutes (deploy/clickhouse/schema.sql). Users with a row
+  from `analytics_events FINAL` every few minutes (shared/contracts/schema.sql). Users with a row
   inserted since (minus a margin for inserts in flight) are *changed*: their days are recomputed from
   `analytics_events FINAL`, so a retried or replayed copy that moved an event to another day, or a new
   event, is counted exactly as FINAL counts it. A summary built before the oldest stored row (the table
-  was truncated and reloaded) is not used at all. One row per user instead of one per event: on 10M
-  events of 1M users the summary path reads 1M short arrays and needs no per-event GROUP BY. Its cost
-  grows back towards a scan when users changed: finding their events reads every user_id (~0.5 s on
-  10M events), because `analytics_events` is sorted by event first.
+  was truncated and reloaded) is not used at all. One row per user instead of one per event: the
+  summary path reads one short array per user and needs no per-event GROUP BY. Its cost grows back
+  towards a scan when users changed: finding their events reads every user_id, because
+  `analytics_events` is sorted by event first (figures: docs/performance.md).
   Each rebuild swaps the table atomically, and the query reads it more than once: a row whose
   `built_at` is not the one the changed users were found with stops the query (SUMMARY_SWAPPED), and
   the runner asks again.
@@ -19,18 +19,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE
 
-SUMMARY_TABLE = "user_active_days"
 SUMMARY_SWAPPED = "the cohort summary was rebuilt during the query"
 # An insert stamps `inserted_at` (now(), in seconds) before its part is committed; a summary built in
 # between would miss the rows without seeing them as changed. A minute covers any insert in flight.
 CHANGED_MARGIN_SECONDS = 60
-BUILT_AT = f"(SELECT max(built_at) FROM {SUMMARY_TABLE})"
+BUILT_AT = f"(SELECT max(built_at) FROM {ACTIVE_DAYS_TABLE})"
 CHANGED_USERS = (
     f"SELECT user_id FROM {EVENTS_TABLE} "
     f"WHERE inserted_at >= {BUILT_AT} - toIntervalSecond({{margin:UInt32}})"
@@ -100,7 +97,7 @@ def summarised_users_sql(period: str, sign: str, where: str) -> str:
         SELECT {sign} AS sign, toInt32({period.format(d="known[1]")}) AS cohort,
                arraySum(arrayMap(p -> {bit_of("p")}, {periods})) AS mask
         FROM (SELECT arrayFilter(d -> d < {{end_day:Int32}}, days) AS known
-              FROM {SUMMARY_TABLE}
+              FROM {ACTIVE_DAYS_TABLE}
               WHERE {where} AND NOT throwIf(built_at != {BUILT_AT}, '{SUMMARY_SWAPPED}'))
         WHERE notEmpty(known) AND known[1] >= {{first_day:Int32}}"""
 
@@ -120,32 +117,15 @@ def recomputed_users_sql(period: str) -> str:
         HAVING countIf({known}) > 0 AND {first_known} >= {{first_day:Int32}}"""
 
 
-@dataclass(frozen=True)
-class Returns:
-    """How `scan_sql` keeps a user's return periods: a per-user aggregate named `active`, and the test
-    of offset k from the user's `cohort`. Both see `period` (the event's shown-period number) and
-    `returned` (the event is a return inside the shown periods)."""
-
-    aggregate: Callable[[int], str]
-    returned_at_offset: str
-
-
-BIT_MASK = Returns(
-    aggregate=lambda periods: "groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned)",
-    returned_at_offset="bitTest(active, cohort + k)",
-)
-
-
-def scan_sql(
-    period_type: str, periods: int, is_start: str, is_return: str, event_filter: str, returns: Returns
-) -> str:
-    """Cohort rows from one scan of the events grouped by user."""
+def scan_sql(period_type: str, periods: int, is_start: str, is_return: str, event_filter: str) -> str:
+    """Cohort rows from one scan of the events grouped by user: `active` has bit i set when the user
+    returned in shown period i."""
     index = PERIOD_INDEX[period_type]
     return f"""
-        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, returns.returned_at_offset)})
+        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, "bitTest(active, cohort + k)")})
         FROM (
             SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
-                   {returns.aggregate(periods)} AS active
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
             FROM (SELECT user_id, timestamp, {is_start} AS is_start, {index.format(t="timestamp")} AS period,
                          {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
                   FROM {EVENTS_TABLE} FINAL

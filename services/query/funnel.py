@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.query import funnel_sql
-from services.query.dates import FINAL_SETTINGS, DateRange, Day
 from services.query.filters import PropertyFilter, PropertyName
 from services.query.rounding import percentage
 from shared.clickhouse import ClickHouse
-from shared.constants import MAX_EVENT_NAME_LENGTH
+from shared.contracts.dates import DateRange, Day
+from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
+from shared.contracts.storage import FINAL_SETTINGS
 
 DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
 MAX_WINDOW_SECONDS = 366 * 24 * 3600

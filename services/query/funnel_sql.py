@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.query.dates import RANGE_FILTER
 from services.query.filters import PropertyFilter, all_filters_sql
-from shared.constants import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE, RANGE_FILTER
 
 TOP_BREAKDOWN_VALUES = 10
 NEVER = "18446744073709551615"  # max UInt64: "this step does not happen later"

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from services.query.cohort import CohortRequest, CohortResponse, run_cohort
-from services.query.dates import DateRange
 from services.query.funnel import FunnelRequest, FunnelResponse, run_funnel
 from services.query.settings import QuerySettings
 from services.query.stats import StatsResponse, basic_stats
-from shared.http import ERROR_RESPONSES, ReadKey
+from shared.contracts.dates import DateRange
+from shared.deps import ClickHouseDep, ReadKey
+from shared.http import ERROR_RESPONSES
 
 QUERY_RESPONSES = {
     **ERROR_RESPONSES,
@@ -26,26 +27,26 @@ def build_router(settings: QuerySettings) -> APIRouter:
 
     @router.get("/stats", response_model=StatsResponse, responses=QUERY_RESPONSES)
     async def stats(
-        request: Request,
+        clickhouse: ClickHouseDep,
         _: ReadKey,
         start_date: Annotated[date, Query(description="First day, inclusive (YYYY-MM-DD, UTC)")],
         end_date: Annotated[date, Query(description="Last day, inclusive (YYYY-MM-DD, UTC)")],
     ) -> StatsResponse:
         """Events, unique users and per-event counts in the range, each event_id counted once."""
         period = DateRange.checked(start_date, end_date, max_days=settings.max_range_days)
-        return await basic_stats(request.app.state.runtime.clickhouse, period, settings.timeout_seconds)
+        return await basic_stats(clickhouse, period, settings.timeout_seconds)
 
     @router.post("/funnel", response_model=FunnelResponse, responses=QUERY_RESPONSES)
-    async def funnel(request: Request, _: ReadKey, body: FunnelRequest) -> FunnelResponse:
+    async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> FunnelResponse:
         """Users reaching each step of a funnel in the date range, optionally broken down by a property."""
         DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
-        return await run_funnel(request.app.state.runtime.clickhouse, body, settings.timeout_seconds)
+        return await run_funnel(clickhouse, body, settings.timeout_seconds)
 
     @router.get("/cohort", response_model=CohortResponse, responses=QUERY_RESPONSES)
     async def cohort(
-        request: Request, _: ReadKey, query: Annotated[CohortRequest, Query()]
+        clickhouse: ClickHouseDep, _: ReadKey, query: Annotated[CohortRequest, Query()]
     ) -> CohortResponse:
         """Retention of users grouped by the period of their first start_event."""
-        return await run_cohort(request.app.state.runtime.clickhouse, query, settings.timeout_seconds)
+        return await run_cohort(clickhouse, query, settings.timeout_seconds)
 
     return router

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from services.query.dates import FINAL_SETTINGS, RANGE_FILTER, DateRange
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE
+from shared.contracts.dates import DateRange
+from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS, RANGE_FILTER
 
 
 class EventCount(BaseModel):

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
-from fastapi import APIRouter
 
 from services.stream.faust_app import build_faust_app
+from services.stream.live_counts import register_live_counts
 from services.stream.loader import ClickHouseLoader, register_events_agent
 from services.stream.settings import StreamSettings
-
-if TYPE_CHECKING:
-    from services.runtime import Runtime
+from shared.component import BaseComponent, Resources
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class StreamComponent:
+class StreamComponent(BaseComponent):
     settings: StreamSettings = field(default_factory=StreamSettings)
     name: str = "stream"
     uses_clickhouse: bool = True
@@ -28,25 +26,20 @@ class StreamComponent:
     app: faust.App | None = None
     loader: ClickHouseLoader | None = None
 
-    def routers(self) -> list[APIRouter]:
-        return []
-
-    async def start(self, runtime: Runtime) -> None:
-        assert runtime.clickhouse is not None and runtime.producer is not None
-        await runtime.ensure_topics()  # faust assigns only partitions of topics that exist
-        common = runtime.settings
+    async def start(self, resources: Resources) -> None:
+        assert resources.clickhouse is not None and resources.producer is not None
+        await resources.ensure_topics()  # faust assigns only partitions of topics that exist
+        common, topics = resources.settings, resources.topics
         self.app = build_faust_app(
-            common.kafka_bootstrap_servers, common.topic_prefix, self.settings, data_dir=common.data_dir
+            common.kafka_bootstrap_servers, topics.loader_group, self.settings, data_dir=common.data_dir
         )
-        events = self.app.topic(runtime.events_topic, value_type=bytes, key_type=bytes)
+        events = self.app.topic(topics.events, value_type=bytes, key_type=bytes)
         self.loader = ClickHouseLoader(
-            runtime.clickhouse, runtime.producer, runtime.dead_letter_topic, self.settings
+            resources.clickhouse, resources.producer, topics.dead_letter, self.settings
         )
         counter = None
         if self.settings.live_enabled:
-            from services.stream.live_counts import register_live_counts
-
-            counter = register_live_counts(self.app, runtime, self.settings)
+            counter = register_live_counts(self.app, resources.producer, topics, self.settings)
         register_events_agent(self.app, events, self.loader, self.settings, counter)
         await self.app.start()
         log.info("stream processors started (group %s)", self.app.conf.id)

@@ -72,6 +72,3 @@ class ActiveUsers:
             if not window and partition not in owned:
                 del self.partitions[partition]
         return {p: len(self.partitions[p]) if p in self.partitions else 0 for p in sorted(owned)}
-
-    def total(self) -> int:
-        return sum(len(w) for w in self.partitions.values())

@@ -2,7 +2,7 @@
 
 faust-streaming has open issues about running inside another loop (#322, #448); we never call
 `app.main()` or a Worker, only `await app.start()` / `await app.stop()` on the caller's loop, which is
-what `tests/test_pipeline.py` exercises in the all-in-one process.
+what `tests/system/test_pipeline.py` exercises in the all-in-one process.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import faust
 from faust.sensors.monitor import Monitor
 
 from services.stream.settings import StreamSettings
-from shared.constants import loader_group
 
 QUIET_LOGGERS = ("faust", "mode", "aiokafka")
 
 
 class LeanMonitor(Monitor):
-    """faust's monitor without its per-message bookkeeping (py-spy: ~5% of the processor under load).
+    """faust's monitor without its per-message bookkeeping (a measurable share of the processor under
+    load: docs/performance.md).
 
     We expose no faust web views to read those statistics from. Kept: the stream inbound time, which
     faust's consumer reads to log partitions whose stream stopped processing.
@@ -42,16 +42,16 @@ class LeanMonitor(Monitor):
 
 
 def build_faust_app(
-    bootstrap_servers: str, topic_prefix: str, settings: StreamSettings, data_dir: Path | None = None
+    bootstrap_servers: str, group: str, settings: StreamSettings, data_dir: Path | None = None
 ) -> faust.App:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # faust keeps a small state directory; by default it is `<app id>-data` in the working directory.
-    state_dir = (data_dir or Path("data")) / "faust" / loader_group(topic_prefix)
+    state_dir = (data_dir or Path("data")) / "faust" / group
     state_dir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server.strip()]
     return faust.App(
-        loader_group(topic_prefix),
+        group,
         broker=brokers,
         value_serializer="raw",
         key_serializer="raw",

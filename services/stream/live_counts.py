@@ -6,7 +6,7 @@ on Kafka. A loop publishes what it gathered: new events as soon as the agent han
 arrives while a send is in flight goes in the next one, so batches grow with the load and no timer
 adds latency), and this replica's active-user counts per owned partition when they change (at most 4
 times a second) or every `live_heartbeat_seconds`. The gateway adds up the partitions of every replica (see
-services/live/feed.py). Live data is disposable: when Kafka does not take it in time it is dropped.
+shared/live_topic.py). Live data is disposable: when Kafka does not take it in time it is dropped.
 """
 
 from __future__ import annotations
@@ -14,53 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import faust
-import orjson
 
-from services.live.messages import Presence
 from services.stream.active_users import ActiveUsers
 from services.stream.settings import StreamSettings
+from shared.contracts.events import StoredEvent
+from shared.contracts.live import Presence, events_message, live_event_of
+from shared.contracts.topics import OutgoingMessage, Topics
 from shared.errors import BrokerUnavailable
-from shared.events import StoredEvent, iso_utc
-from shared.kafka import DurableProducer, OutgoingMessage
-
-if TYPE_CHECKING:
-    from services.runtime import Runtime
+from shared.kafka import DurableProducer
 
 log = logging.getLogger(__name__)
 
 EVENTS_PER_MESSAGE = 500
 MIN_PRESENCE_INTERVAL = 0.25  # at most 4 count updates a second
-
-
-def live_event_of(event: StoredEvent) -> dict[str, Any]:
-    """What dashboards see of an event (a `LiveEvent`, as JSON); `amount` only when properties.amount
-    is a number. Built as a plain dict: the processor makes one per event, a model cost twice as much."""
-    return {
-        "event": event.event,
-        "user_id": event.user_id,
-        "timestamp": iso_utc(event.timestamp),
-        "amount": number_or_none(event.properties.get("amount")),
-    }
-
-
-def number_or_none(value: Any) -> float | None:
-    """A JSON number as a finite float; None for anything else (booleans, strings, huge integers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 @dataclass
@@ -115,7 +88,6 @@ class LivePublisher:
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     last_counts: dict[int, int] | None = None
     last_presence_at: float = 0.0
-    failures: int = 0
     overflow_reported: int = 0
 
     async def tick(self) -> None:
@@ -138,11 +110,7 @@ class LivePublisher:
         """The pending new events as live-topic messages of at most EVENTS_PER_MESSAGE each."""
         events = [live_event_of(e) for e in self.counter.take_pending()]
         chunks = (events[i : i + EVENTS_PER_MESSAGE] for i in range(0, len(events), EVENTS_PER_MESSAGE))
-        return [OutgoingMessage(self.topic, self.events_message(chunk)) for chunk in chunks]
-
-    def events_message(self, events: list[dict[str, Any]]) -> bytes:
-        """A `LiveEvents` message (services/live/messages.py), written by orjson."""
-        return orjson.dumps({"type": "events", "replica": self.replica, "events": events})
+        return [OutgoingMessage(self.topic, events_message(self.replica, chunk)) for chunk in chunks]
 
     def presence_message(self, now: float) -> OutgoingMessage | None:
         """This replica's counts when they changed (at most 4/s) or the heartbeat is due."""
@@ -166,7 +134,6 @@ class LivePublisher:
         try:
             await self.producer.send_all(messages)
         except BrokerUnavailable as exc:
-            self.failures += 1
             self.last_counts = None  # resend the counts next round
             log.warning("live update dropped (%d messages): %s", len(messages), exc)
 
@@ -183,16 +150,13 @@ def owned_partitions_of(app: faust.App, topic: str) -> Callable[[], set[int]]:
     return owned
 
 
-def register_live_counts(app: faust.App, runtime: Runtime, settings: StreamSettings) -> LiveCounter:
+def register_live_counts(
+    app: faust.App, producer: DurableProducer, topics: Topics, settings: StreamSettings
+) -> LiveCounter:
     """The live counter the events agent feeds, and the loop that publishes it."""
-    assert runtime.producer is not None
     counter = LiveCounter(settings)
     publisher = LivePublisher(
-        counter,
-        runtime.producer,
-        runtime.live_topic,
-        owned_partitions_of(app, runtime.events_topic),
-        settings,
+        counter, producer, topics.live, owned_partitions_of(app, topics.events), settings
     )
 
     @app.task

@@ -6,7 +6,7 @@ counter (services/stream/live_counts.py) and adds them to the pending batch. A b
 holds `batch_size` events or its oldest is `flush_seconds` old: messages that can never load go to the
 dead-letter topic, the rest are inserted in one block with retries and backoff, and only then are the
 events acked so faust may commit their offsets. A crash before the ack replays the batch; the table's
-ReplacingMergeTree key collapses the copies (see deploy/clickhouse/schema.sql).
+ReplacingMergeTree key collapses the copies (see shared/contracts/schema.sql).
 
 One load runs in the background while the agent gathers the next batch, so decoding (Python, on the
 event loop) overlaps the insert (ClickHouse, in a thread): at most two batches are held, and loads run
@@ -19,21 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
-import orjson
-from pydantic import ValidationError
-from pydantic_core import from_json
 
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
-from shared.constants import EVENTS_TABLE, MAX_ENVELOPE_BYTES
+from shared.contracts import envelope
+from shared.contracts.events import DeadLetter, StoredEvent
+from shared.contracts.limits import MAX_ENVELOPE_BYTES
+from shared.contracts.storage import EVENTS_TABLE, ROW_SETTINGS
+from shared.contracts.topics import OutgoingMessage
 from shared.errors import AnalyticsError
-from shared.events import ENVELOPE_PREFIX, ROW_SETTINGS, DeadLetter, StoredEnvelope, StoredEvent
-from shared.kafka import DurableProducer, OutgoingMessage
+from shared.kafka import DurableProducer
+from shared.retry import Backoff, retry_forever
 
 if TYPE_CHECKING:
     from services.stream.live_counts import LiveCounter
@@ -42,13 +43,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Decoded:
+class DecodedBatch:
+    """Messages taken from the events topic, decoded once: the rows to insert (with each event and its
+    partition, for the live counts) and the dead letters of what can never load."""
+
     rows: list[bytes] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
-    def extend(self, other: Decoded) -> None:
+    def extend(self, other: DecodedBatch) -> None:
         self.rows += other.rows
         self.events += other.events
         self.partitions += other.partitions
@@ -56,42 +60,37 @@ class Decoded:
 
 
 def decode_batch(
-    messages: Sequence[tuple[bytes, str, int, int]],
+    messages: Sequence[tuple[bytes | None, str, int, int]],
     max_bytes: int,
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
-) -> Decoded:
+) -> DecodedBatch:
     """Split raw messages (value, topic, partition, offset) into rows to load and dead letters.
 
-    A message is one event or an envelope of events (shared/events.py); in an envelope, each event that
-    cannot load is dead-lettered on its own (with its index) and the others load.
+    A message is one event or an envelope of events (shared/contracts/envelope.py); in an envelope,
+    each event that cannot load is dead-lettered on its own (with its index) and the others load.
     """
-    out = Decoded()
+    out = DecodedBatch()
     for value, topic, partition, offset in messages:
         where = {"topic": topic, "partition": partition, "offset": offset}
-        envelope = value is not None and value.startswith(ENVELOPE_PREFIX)
-        limit = max_envelope_bytes if envelope else max_bytes
+        limit = max_envelope_bytes if value is not None and envelope.is_envelope(value) else max_bytes
         if value is None or len(value) > limit:
             size = 0 if value is None else len(value)
-            out.dead.append(dead_letter(f"message of {size} bytes is empty or over {limit}", None, where))
+            reason = f"message of {size} bytes is empty or over {limit}"
+            out.dead.append(DeadLetter(reason=reason, stage="stream", source="kafka", payload=None, **where))
             continue
-        try:
-            if envelope:
-                events = StoredEnvelope.model_validate_json(value).events
-            else:
-                events = [StoredEvent.model_validate_json(value)]
-        except ValidationError as exc:
-            items = envelope_items(value) if envelope else None
-            if items is None:
-                out.dead.append(dead_letter(reason_of(exc), payload_of(value), where, exc))
-                continue
-            events = []
-            for index, item in enumerate(items):
-                try:
-                    events.append(StoredEvent.model_validate(item))
-                except ValidationError as item_exc:
-                    reason = f"events[{index}]: {reason_of(item_exc)}"
-                    out.dead.append(dead_letter(reason, item, where, item_exc))
-        for event in events:
+        unpacked = envelope.unpack(value)
+        for refused in unpacked.refused:
+            out.dead.append(
+                DeadLetter(
+                    reason=refused.reason,
+                    stage="stream",
+                    source="kafka",
+                    payload=refused.payload,
+                    errors=refused.errors,
+                    **where,
+                )
+            )
+        for event in unpacked.events:
             # The row is the message (see StoredEvent.to_message); validation already wrote the
             # properties once, so writing the event cannot fail.
             out.events.append(event)
@@ -100,47 +99,11 @@ def decode_batch(
     return out
 
 
-def dead_letter(
-    reason: str, payload: Any, where: dict[str, Any], exc: ValidationError | None = None
-) -> DeadLetter:
-    """A message (or an envelope's event) the stream stage can never load, with where it was read."""
-    errors = [str(e.get("msg")) for e in exc.errors(include_url=False)] if exc is not None else []
-    return DeadLetter(reason=reason, stage="stream", source="kafka", payload=payload, errors=errors, **where)
-
-
-def envelope_items(value: bytes) -> list[Any] | None:
-    """The items of an envelope that parses as JSON but does not validate as a whole (None: not one)."""
-    try:
-        parsed = from_json(value)  # pydantic's own parser: the items are judged as single messages are
-    except ValueError:
-        return None
-    items = parsed.get("events") if isinstance(parsed, dict) else None
-    return items if isinstance(items, list) else None
-
-
-def reason_of(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    if first.get("type") == "json_invalid":
-        return "undecodable: not valid JSON"
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"wrong schema: {where or 'message'}: {first.get('msg')}"
-
-
-def payload_of(value: bytes) -> Any:
-    """The original message as JSON when it parses, else as text, so it can be fixed and replayed."""
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value.decode("utf-8", errors="replace")
-
-
 @dataclass
 class LoaderStats:
     loaded: int = 0
     dead_lettered: int = 0
-    batches: int = 0
     insert_failures: int = 0
-    last_batch_at: float | None = None
     last_error: str | None = None
 
 
@@ -160,7 +123,7 @@ class ClickHouseLoader:
         self.settings = settings
         self.stats = LoaderStats()
 
-    async def load(self, decoded: Decoded) -> None:
+    async def load(self, decoded: DecodedBatch) -> None:
         if decoded.dead:
             messages = [OutgoingMessage(self.dead_letter_topic, d.to_message()) for d in decoded.dead]
             await self._retry("dead-letter", lambda: self.producer.send_all(messages))
@@ -175,21 +138,19 @@ class ClickHouseLoader:
                 "insert", lambda: self.clickhouse.insert_json_rows(EVENTS_TABLE, block, ROW_SETTINGS)
             )
             self.stats.loaded += len(decoded.rows)
-        self.stats.batches += 1
-        self.stats.last_batch_at = time.time()
 
-    async def _retry(self, what: str, attempt: Any) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await attempt()
-                return
-            except (AnalyticsError, OSError) as exc:
-                self.stats.insert_failures += 1
-                self.stats.last_error = f"{what}: {exc}"
-                log.warning("%s failed (%s); retrying in %.1fs without committing", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_seconds)
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        def failed(exc: BaseException, delay: float) -> None:
+            self.stats.insert_failures += 1
+            self.stats.last_error = f"{what}: {exc}"
+            log.warning("%s failed (%s); retrying in %.1fs without committing", what, exc, delay)
+
+        await retry_forever(
+            attempt,
+            retry_on=(AnalyticsError, OSError),
+            backoff=Backoff(0.2, self.settings.retry_max_seconds),
+            on_failure=failed,
+        )
 
 
 class PendingBatch:
@@ -205,13 +166,13 @@ class PendingBatch:
         self.loader = loader
         self.ack = ack
         self.settings = settings
-        self.decoded = Decoded()
+        self.decoded = DecodedBatch()
         self.events: list[Any] = []
         self.since: float | None = None
         self.loading: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
 
-    async def add(self, decoded: Decoded, events: Sequence[Any]) -> None:
+    async def add(self, decoded: DecodedBatch, events: Sequence[Any]) -> None:
         self.decoded.extend(decoded)
         self.events += events
         if self.since is None:
@@ -231,7 +192,7 @@ class PendingBatch:
             if not self.events:
                 return
             decoded, events = self.decoded, self.events
-            self.decoded, self.events, self.since = Decoded(), [], None
+            self.decoded, self.events, self.since = DecodedBatch(), [], None
             self.loading = asyncio.create_task(self._load(decoded, events))
 
     async def drain(self, timeout: float) -> None:
@@ -243,7 +204,7 @@ class PendingBatch:
             await asyncio.wait({self.loading}, timeout=timeout)
             self.loading.cancel()
 
-    async def _load(self, decoded: Decoded, events: list[Any]) -> None:
+    async def _load(self, decoded: DecodedBatch, events: list[Any]) -> None:
         await self.loader.load(decoded)
         for event in events:
             await self.ack(event)

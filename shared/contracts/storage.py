@@ -1,0 +1,31 @@
+"""What ClickHouse holds, as every reader and writer must name it: the tables, the settings a reader
+or a writer needs, and the schema itself (`schema.sql`, package data, applied at start-up)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+EVENTS_TABLE = "analytics_events"
+SNAPSHOTS_TABLE = "metrics_snapshots"
+# Every user's active days, rebuilt by ACTIVE_DAYS_REFRESH (why and how: schema.sql).
+ACTIVE_DAYS_TABLE = "user_active_days"
+ACTIVE_DAYS_REFRESH = "user_active_days_refresh"
+
+# Readers deduplicate with FINAL; partitions never share an event_id key, so each is done on its own.
+FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+# The insert settings a `StoredEvent.to_message` row needs; set explicitly, whatever the server's defaults.
+ROW_SETTINGS = {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1}
+# A date range (`dates.DateRange.parameters()`) on analytics_events.
+RANGE_FILTER = (
+    "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"
+)
+
+
+def schema_text() -> str:
+    return files("shared.contracts").joinpath("schema.sql").read_text()
+
+
+def schema_statements(database: str) -> list[str]:
+    """The DDL of schema.sql for one database, statement by statement."""
+    lines = [line for line in schema_text().splitlines() if not line.strip().startswith("--")]
+    return [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
