@@ -39,9 +39,10 @@ $(STAMP_KAFKA): deploy/kafka/pom.xml
 		-DoutputDirectory=$(abspath $(KAFKA_LIBS))
 	touch $@
 
-lint: install
+lint: install ## ruff (lint and format) everywhere, mypy on shared/ and services/
 	$(VENV)/bin/ruff check shared services deploy tests bench
 	$(VENV)/bin/ruff format --check shared services deploy tests bench
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format shared services deploy tests bench

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -106,7 +106,8 @@ class ClickHouse:
         return True
 
     def _query_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return list(self._client().query(sql, parameters=parameters).result_rows)
+        rows = self._client().query(sql, parameters=parameters).result_rows
+        return cast(list[tuple[Any, ...]], rows)  # the driver's rows are tuples in a list
 
     def _insert_block(self, table: str, block: bytes, settings: dict[str, Any]) -> None:
         self._client().raw_insert(table, insert_block=block, fmt="JSONEachRow", settings=settings)

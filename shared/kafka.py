@@ -169,7 +169,7 @@ async def abandon(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
     broker is away. A request we already answered 503 for must not appear later, so instead of
     `stop()` (which flushes) we cancel its sender and fail its pending batches. This reaches into
     aiokafka's internals, which is why it lives here, in one place, and is covered by
-    tests/test_pipeline.py::test_broker_down_answers_503_quickly_and_loses_nothing_acknowledged.
+    tests/system/test_pipeline.py::test_broker_down_answers_503_quickly_and_loses_nothing_acknowledged.
     """
     producer._closed = True  # noqa: SLF001 - see docstring
     sender = producer._sender  # noqa: SLF001

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.errors import RateLimited
@@ -26,7 +27,7 @@ class RateLimiter:
 
     rates: dict[str, float]
     burst_seconds: float = 2.0
-    clock: object = field(default=time.monotonic)
+    clock: Callable[[], float] = field(default=time.monotonic)
     _buckets: dict[tuple[str, str], Bucket] = field(default_factory=dict)
 
     def check(self, key: str, scope: str) -> None:
@@ -35,7 +36,7 @@ class RateLimiter:
         if rate <= 0:
             return
         capacity = max(1.0, rate * self.burst_seconds)
-        now = self.clock()  # type: ignore[operator]
+        now = self.clock()
         ident = (hashlib.sha256(key.encode()).hexdigest()[:16], scope)  # never keep the key itself
         bucket = self._buckets.get(ident)
         if bucket is None:

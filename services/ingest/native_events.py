@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -81,7 +81,7 @@ def plain_event(item: Any, received_at: datetime, new_ids: Iterator[str]) -> Acc
     accepted = AcceptedEvent(
         event_id if event_id is not None else next(new_ids),
         name,
-        user_id if user_id is not None else anonymous_id,
+        cast(str, user_id if user_id is not None else anonymous_id),  # one is a str: checked above
         timestamp,
         received_at,
         properties,

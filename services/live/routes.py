@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, WebSocket
@@ -103,7 +104,7 @@ async def read_forever(websocket: WebSocket, hub: Hub, client: Client, settings:
         client.offer_control(answer(message, hub, client, settings))
 
 
-def answer(message: dict[str, Any], hub: Hub, client: Client, settings: LiveSettings) -> str:
+def answer(message: Mapping[str, Any], hub: Hub, client: Client, settings: LiveSettings) -> str:
     """The reply to one client message (and the subscription change it asks for)."""
     text = message.get("text")
     if text is None:

@@ -9,7 +9,7 @@ boolean matches booleans. `neq` is the negation of `eq`, so it also holds when t
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -87,7 +87,7 @@ def filter_sql(flt: PropertyFilter, name: str, params: dict[str, Any]) -> str:
     if flt.op == "in":
         return in_sql(key, flt.value if isinstance(flt.value, list) else [], f"{name}_v", params)
     if flt.op in COMPARISONS:
-        params[f"{name}_v"] = float(flt.value)  # type: ignore[arg-type]
+        params[f"{name}_v"] = float(cast(float, flt.value))  # a number: checked by the model
         compare = f"{AS_NUMBER.format(key=key)} {COMPARISONS[flt.op]} {{{name}_v:Float64}}"
         return f"({IS_NUMBER.format(key=key)} AND {compare})"
     if flt.op == "contains":

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -231,7 +231,9 @@ def register_events_agent(
 
         timer = asyncio.create_task(flush_when_due())
         try:
-            async for events in stream.noack_take(settings.batch_size, within=settings.take_seconds):
+            # faust declares noack_take on its Stream class, not on the StreamT protocol agents receive.
+            taken = cast(faust.Stream, stream).noack_take(settings.batch_size, within=settings.take_seconds)
+            async for events in taken:
                 raw = [(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
                 decoded = decode_batch(raw, settings.max_message_bytes)
                 if counter is not None:

@@ -166,6 +166,5 @@ class Ping(BaseModel):
     type: Literal["ping"]
 
 
-ClientMessage: TypeAdapter[Subscribe | Ping] = TypeAdapter(
-    Annotated[Subscribe | Ping, Field(discriminator="type")]
-)
+ClientMessageType = Annotated[Subscribe | Ping, Field(discriminator="type")]
+ClientMessage: TypeAdapter[Subscribe | Ping] = TypeAdapter(ClientMessageType)

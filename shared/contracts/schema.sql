@@ -47,9 +47,9 @@ ALTER TABLE {database}.analytics_events
 --     `analytics_events FINAL` at query time; a summary older than every stored row (the table was
 --     truncated) is ignored. Deleting events (none of our paths does) needs
 --     `SYSTEM REFRESH VIEW user_active_days_refresh` afterwards.
---   * a rebuild reads all events (2-4 s per 10M on 2 cores). Between rebuilds the users active in the
---     last 10 minutes are recomputed, and finding their events reads every user_id (about 0.5 s per 10M
---     events, more while fresh parts are unmerged): the summary pays off fully right after a rebuild.
+--   * a rebuild reads all events. Between rebuilds the users active in the last 10 minutes are
+--     recomputed, and finding their events reads every user_id (more while fresh parts are unmerged):
+--     the summary pays off fully right after a rebuild (costs measured: docs/performance.md).
 CREATE TABLE IF NOT EXISTS {database}.user_active_days
 (
     user_id  String,

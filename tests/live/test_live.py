@@ -1,39 +1,18 @@
 """Live counts end to end: POST -> Kafka -> stream (live counts) -> live topic -> gateway -> WebSocket.
 
-Clients are real `websockets` connections to real service processes; the small pure parts (the
-active-user window, combining replicas, a client's budget) have hand-written cases at the end.
+Clients are real `websockets` connections to real service processes. The gateway's parts have
+hand-written cases in test_gateway.py, the stream processor's live counts in tests/stream/test_live_counts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from aiokafka.structs import ConsumerRecord
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
-from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from deploy.kafka.broker import free_port
-from services.live.fanout_protocol import FanoutWebSocketProtocol, FramedText, send_nowait_of
-from services.live.hub import Client, Hub
-from services.live.settings import LiveSettings
-from services.stream.active_users import ActiveUsers
-from services.stream.live_counts import LiveCounter, LivePublisher
-from services.stream.settings import StreamSettings
-from shared.contracts.events import StoredEvent, iso_utc
-from shared.contracts.live import LiveEvent, Presence, number_or_none, read_live_message
-from shared.live_topic import LiveTopicReader, PresenceBoard, ReaderOptions
 from tests.live.client import (
     both_replicas_own_partitions,
     event,
@@ -271,182 +250,3 @@ async def test_flood_is_rate_limited_per_client_and_accounted(
     assert len(delivered) + dropped == 200
     assert len(delivered) <= 5 + 3 * 5  # the burst plus at most ~3 s of refills
     await client.close()
-
-
-# The pure parts, with hand-written expectations.
-
-
-def test_amount_is_only_a_finite_number() -> None:
-    assert [number_or_none(v) for v in (99, 1.5, True, "12", None, 10**400)] == [
-        99.0,
-        1.5,
-        None,
-        None,
-        None,
-        None,
-    ]
-
-
-def test_active_users_window_ignores_old_and_far_future_events() -> None:
-    active = ActiveUsers(window_seconds=300)
-    now = 1_000_000.0
-    assert active.see(0, "a", now - 10, now) is True
-    assert active.see(0, "a", now - 5, now) is False  # same user again
-    assert active.see(1, "b", now - 299, now) is True
-    assert active.see(1, "old", now - 301, now) is False
-    assert active.see(1, "skew", now + 30, now) is True  # a little clock skew counts as now
-    assert active.see(1, "future", now + 3600, now) is False
-    assert active.counts(now, owned=[0, 1, 2]) == {0: 1, 1: 2, 2: 0}
-    assert active.counts(now + 2, owned=[0, 1]) == {0: 1, 1: 1}  # b expired
-    assert active.counts(now + 400, owned=[1]) == {1: 0}
-
-
-def report(replica: str, partitions: dict[int, int]) -> Presence:
-    return Presence(replica=replica, window_seconds=300, partitions=partitions, sent_at=0)
-
-
-def test_presence_board_combines_replicas_and_follows_handoffs() -> None:
-    board = PresenceBoard(ttl=10)
-    board.update(report("a", {0: 3, 1: 2}), seen_at=100)
-    board.update(report("b", {2: 4, 3: 0}), seen_at=100)
-    assert board.total(now=101) == 9
-    board.update(report("a", {0: 3}), seen_at=102)
-    board.update(report("b", {1: 1, 2: 4, 3: 0}), seen_at=102)
-    assert board.total(now=103) == 8  # partition 1 moved from a to b
-    board.update(report("b", {1: 1, 2: 4, 3: 0}), seen_at=110)
-    assert board.total(now=115) == 5  # a stopped reporting: its partition 0 expired
-    assert board.total(now=200) is None
-
-
-def test_client_budget_queue_bound_and_staleness_are_accounted() -> None:
-    settings = LiveSettings(max_events_per_second=10, client_queue_size=4, max_delay_seconds=2)
-    client = Client(socket=None, settings=settings, now=0.0)  # type: ignore[arg-type]
-    client.offer_events([(0.0, f"e{i}") for i in range(25)], now=0.0)
-    assert [text for _, text in client.events] == ["e6", "e7", "e8", "e9"] and client.dropped == 21
-    client.offer_events([(0.05, "late")], now=0.05)  # half a token refilled: still over budget
-    assert client.dropped == 22
-    assert client.next_message(now=0.1) == '{"type":"dropped","count":22}'
-    assert client.next_message(now=0.1) == "e6"
-    assert client.next_message(now=2.5) is None and client.dropped == 3  # e7..e9 waited too long
-    assert client.next_message(now=2.5) == '{"type":"dropped","count":3}'
-
-
-def test_published_new_events_are_what_the_gateway_reads() -> None:
-    """The processor writes its events messages with orjson, not a model: they must read as the
-    contract's `LiveEvent`s, through the gateway's own reader and hub."""
-    settings = StreamSettings()
-    counter = LiveCounter(settings)
-    now = datetime.now(UTC)
-    events = [
-        StoredEvent(
-            event_id=uuid.uuid4(),
-            event="purchase",
-            user_id=f"u{i}",
-            timestamp=now,
-            received_at=now,
-            properties={"amount": amount},
-        )
-        for i, amount in enumerate([99, "12", None])
-    ]
-    counter.observe_all(events, [0, 1, 2], time.time())
-    publisher = LivePublisher(counter, None, "live", set, settings)  # type: ignore[arg-type]
-    [message] = publisher.event_messages()
-    read = read_live_message(message.value)
-    assert isinstance(read, list)
-    parsed = [LiveEvent.model_validate(raw) for raw in read]
-    assert [(e.user_id, e.amount) for e in parsed] == [("u0", 99.0), ("u1", None), ("u2", None)]
-    assert parsed[0].timestamp == iso_utc(now) and parsed[0].timestamp.endswith("Z")
-
-    # The gateway itself parses with orjson, not the model: the same message through its feed and hub.
-    hub = Hub(LiveSettings())
-    subscriber = hub.connect(None)  # type: ignore[arg-type]
-    hub.subscribe(subscriber, frozenset({"purchase"}))
-    feed = LiveTopicReader("unused:9092", "live", ReaderOptions(), hub.publish)
-    size = len(message.value)
-    feed.handle(ConsumerRecord("live", 0, 5, 0, 0, None, message.value, None, -1, size, ()), history_end=0)
-    sent = [json.loads(text) for _, text in subscriber.events]
-    assert [(m["type"], m["user_id"], m.get("amount")) for m in sent] == [
-        ("new_event", "u0", 99.0),
-        ("new_event", "u1", None),
-        ("new_event", "u2", None),
-    ]
-
-
-def test_hub_validates_only_subscribed_events_and_skips_invalid_ones() -> None:
-    hub = Hub(LiveSettings())
-    purchases, everything = hub.connect(None), hub.connect(None)  # type: ignore[arg-type]
-    hub.subscribe(purchases, frozenset({"purchase"}))
-    batch = [
-        {"event": "purchase", "user_id": "u1", "timestamp": "t", "amount": 5},
-        {"event": "signup", "user_id": "u2", "timestamp": "t"},
-        {"event": "purchase"},  # wanted and invalid: skipped, counted
-        "not an event",
-    ]
-    hub.publish(batch)
-    assert [json.loads(text)["user_id"] for _, text in purchases.events] == ["u1"]
-    assert [json.loads(text)["user_id"] for _, text in everything.events] == ["u1", "u2"]
-    assert hub.invalid_events == 1 and hub.events_received == 4
-
-    hub.subscribe(everything, frozenset())
-    hub.publish([{"event": "signup"}])  # nobody wants it: never validated
-    assert hub.invalid_events == 1 and len(purchases.events) == 1
-    hub.publish([{"event": "purchase"}])  # still wanted by `purchases`: validated, invalid
-    assert hub.invalid_events == 2
-    hub.disconnect(purchases)
-    hub.publish([{"event": "purchase"}])  # nobody is left who wants it
-    assert hub.invalid_events == 2
-
-
-async def test_new_events_wake_the_live_publisher_at_once() -> None:
-    """The processor publishes new events as they are taken, not on a timer: observing one wakes the
-    publishing loop's wait long before its timeout (the counts' heartbeat)."""
-    counter = LiveCounter(StreamSettings())
-    waiting = asyncio.create_task(counter.wait_for_events(timeout=60))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # nothing pending: it waits
-    now = datetime.now(UTC)
-    fresh = StoredEvent(event_id=uuid.uuid4(), event="e", user_id="u", timestamp=now, received_at=now)
-    counter.observe_all([fresh], [0], time.time())
-    await asyncio.wait_for(waiting, timeout=10)
-    assert [e.event_id for e in counter.take_pending()] == [fresh.event_id]
-    waiting = asyncio.create_task(counter.wait_for_events(timeout=60))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # drained: the next wait waits again
-    waiting.cancel()
-
-
-async def test_gateway_server_writes_to_idle_clients_directly() -> None:
-    """The gateway's uvicorn protocol (services/live/fanout_protocol.py) offers `websocket.send_nowait`:
-    a pre-framed `FramedText` and a plain text reach a real client, in order, without the ASGI send."""
-    seen: dict[str, Any] = {}
-
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        send = send_nowait_of(websocket)
-        seen["offered"] = send is not None
-        if send is not None:
-            seen["written"] = [send(FramedText("framed once")), send("plain text")]
-        await websocket.receive()  # until the client leaves
-
-    port = free_port()
-    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    # As the live component asks uvicorn to run the gateway (compression off by default).
-    config = uvicorn.Config(
-        app,
-        port=port,
-        ws=FanoutWebSocketProtocol,
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        await wait_until(lambda: server.started, timeout=10)
-        async with connect(f"ws://127.0.0.1:{port}/ws") as client:
-            received = [await asyncio.wait_for(client.recv(), timeout=10) for _ in range(2)]
-        assert received == ["framed once", "plain text"]
-    finally:
-        server.should_exit = True
-        await serving
-    assert seen == {"offered": True, "written": [True, True]}
