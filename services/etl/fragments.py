@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from string import Template
 
-from shared.contracts.storage import EVENTS_TABLE
+from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 FRAGMENTS: dict[str, str] = {}
 
@@ -32,22 +32,24 @@ fragment(
     "timestamp >= {start_at:DateTime64(3, 'UTC')} AND timestamp < {end_before:DateTime64(3, 'UTC')}",
 )
 
-# Each (user, day seen) once, from `window - 1` days before the range: a sighting on day `seen`
-# makes the user active on days seen .. seen + window - 1 (window 1 = DAU, 7 = WAU, 30 = MAU).
+# The person of an event (shared/contracts/storage.py).
+fragment("person", PERSON)
+# Each (person, day seen) once, from `window - 1` days before the range: a sighting on day `seen`
+# makes the person active on days seen .. seen + window - 1 (window 1 = DAU, 7 = WAU, 30 = MAU).
 fragment(
     "user_days",
     """
-    SELECT DISTINCT user_id, toDate(timestamp) AS seen
+    SELECT DISTINCT $person AS person, toDate(timestamp) AS seen
     FROM $events
     WHERE timestamp >= {start_at:DateTime64(3, 'UTC')} - toIntervalDay({window:UInt16} - 1)
       AND timestamp < {end_before:DateTime64(3, 'UTC')}
     """,
 )
-# One row per (user, sighting, day of the range the sighting makes them active on).
+# One row per (person, sighting, day of the range the sighting makes them active on).
 fragment(
     "active_user_days",
     """
-    SELECT user_id, seen, day
+    SELECT person, seen, day
     FROM ($user_days)
     ARRAY JOIN arrayMap(n -> seen + n, range({window:UInt16})) AS day
     WHERE day BETWEEN {start:Date} AND {end:Date}

@@ -48,7 +48,7 @@ class Metric:
         return {**range_parameters(period), **self.parameters}
 
 
-ACTIVE_USERS = "SELECT day, uniqExact(user_id) FROM ($active_user_days) GROUP BY day"
+ACTIVE_USERS = "SELECT day, uniqExact(person) FROM ($active_user_days) GROUP BY day"
 
 METRICS: tuple[Metric, ...] = (
     Metric(
@@ -79,10 +79,10 @@ METRICS: tuple[Metric, ...] = (
         sql="""
             SELECT first_day, count()
             FROM (
-                SELECT user_id, toDate(min(timestamp)) AS first_day
+                SELECT $person AS person, toDate(min(timestamp)) AS first_day
                 FROM $events
                 WHERE timestamp < {end_before:DateTime64(3, 'UTC')}
-                GROUP BY user_id
+                GROUP BY person
             )
             WHERE first_day >= {start:Date}
             GROUP BY first_day
@@ -110,7 +110,7 @@ METRICS: tuple[Metric, ...] = (
         description="Average revenue per active user: revenue / dau on the day (2 decimals)",
         unit="currency",
         sql="""
-            SELECT toDate(timestamp) AS day, round(sumIf($amount, event = 'purchase') / uniqExact(user_id), 2)
+            SELECT toDate(timestamp) AS day, round(sumIf($amount, event = 'purchase') / uniqExact($person), 2)
             FROM $events
             WHERE $in_range
             GROUP BY day
@@ -121,7 +121,7 @@ METRICS: tuple[Metric, ...] = (
         description="dau / mau on the day, from 0 to 1 (4 decimals)",
         unit="ratio",
         sql="""
-            SELECT day, round(uniqExactIf(user_id, seen = day) / uniqExact(user_id), 4)
+            SELECT day, round(uniqExactIf(person, seen = day) / uniqExact(person), 4)
             FROM ($active_user_days)
             GROUP BY day
         """,

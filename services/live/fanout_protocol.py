@@ -7,8 +7,8 @@ and the wake-ups cost as much as the writes themselves (docs/performance.md). `F
 is uvicorn's protocol plus one ASGI scope extension, `websocket.send_nowait`: a plain function that
 writes a text message at once and returns True, or returns False when it cannot (handshake not done,
 closing, or the socket's write buffer above uvicorn's high-water mark), and the caller then awaits the
-ordinary ASGI send, which waits for the buffer to drain. A `FramedText` carries its frame, built once for every
-client; a connection that negotiated permessage-deflate frames (and compresses) it itself.
+ordinary ASGI send, which waits for the buffer to drain. A `FramedText` carries its frame, built once
+for every client; a connection that negotiated permessage-deflate frames (and compresses) it itself.
 
 It relies on uvicorn's attribute names (pinned in pyproject.toml); the tests under tests/live run every
 client through it, and a server without the extension falls back to the ASGI send.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE
+from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, PERSON
 
 SUMMARY_SWAPPED = "the cohort summary was rebuilt during the query"
 # An insert stamps `inserted_at` (now(), in seconds) before its part is committed; a summary built in
@@ -126,11 +126,12 @@ def scan_sql(period_type: str, periods: int, is_start: str, is_return: str, even
         FROM (
             SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
                    groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
-            FROM (SELECT user_id, timestamp, {is_start} AS is_start, {index.format(t="timestamp")} AS period,
+            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start,
+                         {index.format(t="timestamp")} AS period,
                          {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
                   FROM {EVENTS_TABLE} FINAL
                   WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
-            GROUP BY user_id
+            GROUP BY person
             HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}})
         GROUP BY cohort
         ORDER BY cohort"""

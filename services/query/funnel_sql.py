@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.query.filters import PropertyFilter, all_filters_sql
-from shared.contracts.storage import EVENTS_TABLE, RANGE_FILTER
+from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
 
 TOP_BREAKDOWN_VALUES = 10
 NEVER = "18446744073709551615"  # max UInt64: "this step does not happen later"
@@ -60,7 +60,7 @@ def matching_rows_sql(
         params["breakdown"] = breakdown
         key = BREAKDOWN_KEY
     return f"""
-        SELECT user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
+        SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                {step_mask_sql(steps, params)} AS mask, {key} AS bk
         FROM {EVENTS_TABLE} FINAL
         WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
@@ -73,7 +73,7 @@ def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "b
 
 
 def ordered_levels_sql(rows: str, steps: int, breakdown: bool, one_step_per_row: bool = False) -> str:
-    """user_id, level, bk for `ordered` (windowFunnel on (event, step) rows, see the module doc). When
+    """person, level, bk for `ordered` (windowFunnel on (event, step) rows, see the module doc). When
     the steps name distinct events a row matches one step at most: its mask's only bit gives the step,
     without an arrayJoin (a measurable share of the funnel: docs/performance.md)."""
     conditions = ", ".join(f"step = {j}" for j in range(1, steps + 1))
@@ -81,39 +81,39 @@ def ordered_levels_sql(rows: str, steps: int, breakdown: bool, one_step_per_row:
     if not one_step_per_row:
         step = f"arrayJoin(arrayFilter(j -> bitTest(mask, j - 1), range(1, {steps + 1})))"
     return f"""
-        SELECT user_id,
+        SELECT person,
                windowFunnel({{window_scaled:UInt64}})(toUInt64(ts * 32 + 31 - step), {conditions}) AS level,
                {first_key(breakdown, "step = 1")} AS bk
-        FROM (SELECT user_id, ts, bk, {step} AS step FROM ({rows}))
-        GROUP BY user_id"""
+        FROM (SELECT person, ts, bk, {step} AS step FROM ({rows}))
+        GROUP BY person"""
 
 
 def strict_levels_sql(rows: str, steps: int, breakdown: bool) -> str:
-    """user_id, level, bk for `strict`: the longest run of consecutive moments that are steps 1, 2, ..."""
+    """person, level, bk for `strict`: the longest run of consecutive moments that are steps 1, 2, ..."""
     is_step_j = "bitTest(m[i + j - 1].2, j - 1) AND m[i + j - 1].1 <= m[i].1 + {window:UInt64}"
     run_from_i = f"arrayFirstIndex(j -> NOT ({is_step_j}), range(1, {steps + 2})) - 1"
     moment_key = "minIf(bk, bitTest(mask, 0))" if breakdown else NO_BREAKDOWN_KEY
     return f"""
-        SELECT user_id, arrayMax(i -> {run_from_i}, arrayEnumerate(m)) AS level, bk
+        SELECT person, arrayMax(i -> {run_from_i}, arrayEnumerate(m)) AS level, bk
         FROM (
-            SELECT user_id, arraySort(groupArray((ts, moment_mask))) AS m,
+            SELECT person, arraySort(groupArray((ts, moment_mask))) AS m,
                    {first_key(breakdown, "bitTest(moment_mask, 0)", key="moment_bk")} AS bk
-            FROM (SELECT user_id, ts, groupBitOr(mask) AS moment_mask, {moment_key} AS moment_bk
-                  FROM ({rows}) GROUP BY user_id, ts)
-            GROUP BY user_id)"""
+            FROM (SELECT person, ts, groupBitOr(mask) AS moment_mask, {moment_key} AS moment_bk
+                  FROM ({rows}) GROUP BY person, ts)
+            GROUP BY person)"""
 
 
 def unordered_levels_sql(rows: str, steps: int, breakdown: bool) -> str:
-    """user_id, level, bk for `unordered`: the best window start s over the user's rows."""
+    """person, level, bk for `unordered`: the best window start s over the person's rows."""
     seen_at = f"arrayMap(j -> if(bitTest(mask, j - 1), ts, {NEVER}), range(1, {steps + 1}))"
-    later = "PARTITION BY user_id ORDER BY ts DESC RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    later = "PARTITION BY person ORDER BY ts DESC RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
     return f"""
-        SELECT user_id,
+        SELECT person,
                max(arrayFirstIndex(x -> x > ts + {{window:UInt64}}, arrayPushBack(next_seen, {NEVER})) - 1)
                    AS level,
                {first_key(breakdown, "bitTest(mask, 0)")} AS bk
-        FROM (SELECT user_id, ts, mask, bk, minForEach({seen_at}) OVER ({later}) AS next_seen FROM ({rows}))
-        GROUP BY user_id"""
+        FROM (SELECT person, ts, mask, bk, minForEach({seen_at}) OVER ({later}) AS next_seen FROM ({rows}))
+        GROUP BY person"""
 
 
 LEVELS_SQL: dict[str, Callable[[str, int, bool], str]] = {

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import DateRange
-from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS, RANGE_FILTER
+from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS, PERSON, RANGE_FILTER
 
 
 class EventCount(BaseModel):
@@ -26,7 +26,7 @@ class StatsResponse(BaseModel):
 STATS_SQL = f"""
 SELECT sum(events), uniqExactMerge(users), groupArray((event, events, finalizeAggregation(users)))
 FROM (
-    SELECT event, count() AS events, uniqExactState(user_id) AS users
+    SELECT event, count() AS events, uniqExactState({PERSON}) AS users
     FROM {EVENTS_TABLE} FINAL
     WHERE {RANGE_FILTER}
     GROUP BY event

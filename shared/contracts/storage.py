@@ -15,6 +15,10 @@ ACTIVE_DAYS_REFRESH = "user_active_days_refresh"
 FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 # The insert settings a `StoredEvent.to_message` row needs; set explicitly, whatever the server's defaults.
 ROW_SETTINGS = {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1}
+# The person an analytics_events row belongs to, as a SQL expression over the row: every answer that
+# counts people selects it `AS person` and groups by that. (Today each distinct id is its own person;
+# identity merges replace this definition, and only this one.)
+PERSON = "user_id"
 # A date range (`dates.DateRange.parameters()`) on analytics_events.
 RANGE_FILTER = (
     "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"
