@@ -19,6 +19,10 @@ ROW_SETTINGS = {"date_time_input_format": "best_effort", "input_format_json_read
 # counts people selects it `AS person` and groups by that. (Today each distinct id is its own person;
 # identity merges replace this definition, and only this one.)
 PERSON = "user_id"
+# The JSON text (an object) of the properties of that row's person, as a SQL expression; filters and
+# breakdowns on person properties read it as they read `properties`. (No person properties exist until
+# identity merges land: an empty object.)
+PERSON_PROPERTIES = "'{}'"
 # A date range (`dates.DateRange.parameters()`) on analytics_events.
 RANGE_FILTER = (
     "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"
