@@ -5,6 +5,7 @@ that the tests also load into ClickHouse or post to the API. Duplicates collapse
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+import re2
 
 from shared.clickhouse import ClickHouse
 from shared.contracts.storage import EVENTS_TABLE
@@ -98,7 +100,12 @@ def deduplicated(events: Iterable[Event]) -> list[Event]:
     return list(kept.values())
 
 
-# --- property filters -------------------------------------------------------------------------------
+# --- property values (README, Definitions: "Property values") ----------------------------------------
+
+ISO_DATE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
 
 
 def kind(value: Any) -> str:
@@ -111,6 +118,45 @@ def kind(value: Any) -> str:
     return "string" if isinstance(value, str) else "other"
 
 
+def person_properties(e: Event) -> dict[str, Any]:
+    """The properties of the event's person: none exist until persons land."""
+    return {}
+
+
+def source_of(flt: dict[str, Any]) -> tuple[str, str]:
+    """(source, property): `person.x` without a source names the person's property x."""
+    name, source = flt["property"], flt.get("source")
+    if source is None and name.startswith("person.") and len(name) > len("person."):
+        return "person", name[len("person.") :]
+    return source or "event", name
+
+
+def lookup(e: Event, flt: dict[str, Any]) -> tuple[bool, Any]:
+    """(present, value) of the filter's or breakdown's property on the event (or its person)."""
+    source, name = source_of(flt)
+    properties = e.properties if source == "event" else person_properties(e)
+    return name in properties, properties.get(name)
+
+
+def iso_ms(text: Any) -> int | None:
+    """Milliseconds since 1970 of an ISO 8601 date or date-time string as the README defines it."""
+    found = ISO_DATE.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = found.groups()
+    offset = 0
+    if zone and zone != "Z":
+        if int(zone[1:3]) > 23 or int(zone[4:6]) > 59:
+            return None
+        offset = (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 60 + int(zone[4:6]))
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    base = (moment - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+    return base + int(((fraction or "") + "000")[:3]) - offset * 60000
+
+
 def same(prop: Any, value: Any) -> bool:
     """Equal within one JSON kind; numbers compare as floats."""
     if kind(prop) != kind(value) or kind(value) not in ("bool", "number", "string"):
@@ -118,24 +164,68 @@ def same(prop: Any, value: Any) -> bool:
     return float(prop) == float(value) if kind(value) == "number" else prop == value
 
 
-def passes(properties: dict[str, Any], flt: dict[str, Any]) -> bool:
+def regex_found(pattern: str, text: str) -> bool:
+    options = re2.Options()
+    options.dot_nl = True
+    options.log_errors = False
+    return re2.compile(pattern, options).search(text) is not None
+
+
+NEGATIVE = {"neq": "eq", "not_contains": "contains", "not_regex": "regex", "is_not_set": "is_set"}
+
+
+def passes(e: Event, flt: dict[str, Any]) -> bool:
     op, value = flt["op"], flt.get("value")
-    present = flt["property"] in properties
-    prop = properties.get(flt["property"])
+    if op in NEGATIVE:
+        return not passes(e, {**flt, "op": NEGATIVE[op]})
+    present, prop = lookup(e, flt)
     if op == "is_set":
         return present and prop is not None
     if op == "eq":
         return present and same(prop, value)
-    if op == "neq":
-        return not (present and same(prop, value))
     if op == "in":
         return present and any(same(prop, v) for v in value)
     if op == "contains":
         return kind(prop) == "string" and value in prop
+    if op == "regex":
+        return kind(prop) == "string" and regex_found(value, prop)
+    if op in ("date_before", "date_after"):
+        moment = iso_ms(prop) if kind(prop) == "string" else None
+        limit = iso_ms(value)
+        return moment is not None and (moment < limit if op == "date_before" else moment > limit)
+    if op == "between" and isinstance(value[0], str):
+        moment = iso_ms(prop) if kind(prop) == "string" else None
+        return moment is not None and iso_ms(value[0]) <= moment <= iso_ms(value[1])
     if kind(prop) != "number":
         return False
+    if op == "between":
+        return float(value[0]) <= float(prop) <= float(value[1])
     compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[op]
     return compare(float(prop), float(value))
+
+
+def bucket_of(value: Any) -> tuple[int, Any]:
+    """A breakdown bucket: (kind order, value), numbers < strings < booleans < no value."""
+    if kind(value) == "number":
+        return (0, float(value) + 0.0)
+    if kind(value) == "string":
+        return (1, value)
+    if kind(value) == "bool":
+        return (2, value)
+    return (3, 0)
+
+
+def bucket_label(bucket: tuple[int, Any]) -> Any:
+    """A bucket's value as typed JSON."""
+    order, value = bucket
+    if order == 0:
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    return None if order == 3 else value
+
+
+def breakdown_bucket(e: Event, breakdown: Any) -> tuple[int, Any]:
+    spec = {"property": breakdown} if isinstance(breakdown, str) else breakdown
+    return bucket_of(lookup(e, spec)[1])
 
 
 def step_list(request: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -144,7 +234,12 @@ def step_list(request: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]
 
 
 def matches(e: Event, step: tuple[str, list[dict[str, Any]]]) -> bool:
-    return e.event == step[0] and all(passes(e.properties, f) for f in step[1])
+    return e.event == step[0] and all(passes(e, f) for f in step[1])
+
+
+def arrival(e: Event) -> tuple[int, int, str]:
+    """The order of events (README, Definitions: "Order and ties"): time, then who was received first."""
+    return (e.ms, (received(e) - EPOCH) // timedelta(milliseconds=1), str(e.event_id))
 
 
 # --- funnels ----------------------------------------------------------------------------------------
@@ -175,22 +270,33 @@ def ordered_level(events: list[Event], steps: list[Any], window: int, strict: bo
 
 
 def unordered_level(events: list[Event], steps: list[Any], window: int) -> int:
-    """The most leading steps that all have a matching event inside one window [s, s + window]."""
+    """The most leading steps that each have their own matching event (one event, one step) inside
+    one window [s, s + window]."""
     best = 0
     for s in {e.ms for e in events}:
         inside = [e for e in events if s <= e.ms <= s + window]
         level = 0
-        while level < len(steps) and any(matches(e, steps[level]) for e in inside):
+        while level < len(steps) and assignable(inside, steps[: level + 1]):
             level += 1
         best = max(best, level)
     return best
 
 
-def breakdown_key(properties: dict[str, Any], name: str) -> tuple[bool, str]:
-    value = properties.get(name)
-    if value is None:
-        return (True, "")
-    return (False, value if isinstance(value, str) else orjson.dumps(value).decode())
+def assignable(events: list[Event], steps: list[Any]) -> bool:
+    """Whether every step can get a different event matching it (a bipartite matching, by augmenting
+    paths)."""
+    owner: dict[int, int] = {}  # event index -> step index
+
+    def place(step: int, seen: set[int]) -> bool:
+        for i, e in enumerate(events):
+            if i not in seen and matches(e, steps[step]):
+                seen.add(i)
+                if i not in owner or place(owner[i], seen):
+                    owner[i] = step
+                    return True
+        return False
+
+    return all(place(step, set()) for step in range(len(steps)))
 
 
 def percent(part: int, whole: int) -> float:
@@ -223,7 +329,7 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     window = request.get("window_seconds", 14 * 86400) * 1000
     mode = request.get("mode", "ordered")
     levels: dict[str, int] = {}
-    keys: dict[str, tuple[bool, str]] = {}
+    keys: dict[str, tuple[int, Any]] = {}
     for user in sorted({e.user_id for e in in_range}):
         mine = [e for e in in_range if e.user_id == user]
         if mode == "unordered":
@@ -232,8 +338,7 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
             levels[user] = ordered_level(mine, steps, window, strict=mode == "strict")
         firsts = [e for e in mine if matches(e, steps[0])]
         if firsts and request.get("breakdown"):
-            earliest = [e for e in firsts if e.ms == min(f.ms for f in firsts)]
-            keys[user] = min(breakdown_key(e.properties, request["breakdown"]) for e in earliest)
+            keys[user] = breakdown_bucket(min(firsts, key=arrival), request["breakdown"])
     names = [name for name, _ in steps]
     response = {**funnel_of(names, list(levels.values())), "breakdown": None}
     if request.get("breakdown"):
@@ -242,9 +347,9 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
 
 
 def breakdown(
-    names: list[str], levels: dict[str, int], keys: dict[str, tuple[bool, str]]
+    names: list[str], levels: dict[str, int], keys: dict[str, tuple[int, Any]]
 ) -> list[dict[str, Any]]:
-    entries: dict[tuple[bool, str], int] = {}
+    entries: dict[tuple[int, Any], int] = {}
     for key in keys.values():
         entries[key] = entries.get(key, 0) + 1
     ranked = sorted(entries, key=lambda k: (-entries[k], k))
@@ -252,7 +357,7 @@ def breakdown(
     result = []
     for key in top:
         users = [levels[u] for u, k in keys.items() if k == key]
-        result.append({**funnel_of(names, users), "value": None if key[0] else key[1], "other": False})
+        result.append({**funnel_of(names, users), "value": bucket_label(key), "other": False})
     if rest:
         users = [levels[u] for u, k in keys.items() if k in rest]
         result.append({**funnel_of(names, users), "value": "Other", "other": True})
@@ -316,8 +421,18 @@ def half_up(value: Decimal, step: Decimal = CENT) -> float:
     return float(value.quantize(step, ROUND_HALF_UP))
 
 
+def decimal_of(value: Any) -> Decimal | None:
+    """A property value as arithmetic reads it: JSON numbers below 10^32 in magnitude, integers exactly
+    and other numbers as trunc(x * 10^6) / 10^6 of the float; None for anything else."""
+    if kind(value) != "number" or abs(value) >= 1e32:
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    return Decimal(math.trunc(value * 1e6)) / 10**6
+
+
 def amount(e: Event) -> Decimal:
-    return Decimal(str(e.properties.get("amount", 0)))
+    return decimal_of(e.properties.get("amount")) or Decimal(0)
 
 
 def users_between(events: list[Event], first: date, last: date) -> set[str]:
