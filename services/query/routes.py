@@ -1,4 +1,4 @@
-"""Query endpoints (read key): basic stats, funnels and cohorts."""
+"""Query endpoints (read key): basic stats, trends, funnels, cohorts and schema discovery."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from services.query.cohort import CohortRequest, CohortResponse, run_cohort
 from services.query.funnel import FunnelRequest, FunnelResponse, run_funnel
 from services.query.settings import QuerySettings
 from services.query.stats import StatsResponse, basic_stats
+from services.query.trends import TrendsRequest, TrendsResponse, run_trends
 from shared.contracts.dates import DateRange
 from shared.deps import ClickHouseDep, ReadKey
 from shared.http import ERROR_RESPONSES
@@ -35,6 +36,11 @@ def build_router(settings: QuerySettings) -> APIRouter:
         """Events, unique users and per-event counts in the range, each event_id counted once."""
         period = DateRange.checked(start_date, end_date, max_days=settings.max_range_days)
         return await basic_stats(clickhouse, period, settings.timeout_seconds)
+
+    @router.post("/trends", response_model=TrendsResponse, responses=QUERY_RESPONSES)
+    async def trends(clickhouse: ClickHouseDep, _: ReadKey, body: TrendsRequest) -> TrendsResponse:
+        """Series of counts, persons or property maths per interval, broken down and compared."""
+        return await run_trends(clickhouse, body.checked(settings.max_range_days), settings.timeout_seconds)
 
     @router.post("/funnel", response_model=FunnelResponse, responses=QUERY_RESPONSES)
     async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> FunnelResponse:
