@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import re2
@@ -491,3 +492,291 @@ def metrics(events: Iterable[Event], start: date, end: date) -> dict[tuple[date,
     unique = deduplicated(events)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     return {(day, name): float(value) for day in days for name, value in metrics_of_day(unique, day).items()}
+
+
+# --- trends (README, Definitions: "Time zones", "Trend maths") ----------------------------------------
+
+QUANTILE_LEVELS = {
+    "median": Fraction(1, 2),
+    "p90": Fraction(9, 10),
+    "p95": Fraction(19, 20),
+    "p99": Fraction(99, 100),
+}
+VALUE_MATHS = {"sum", "avg", "min", "max", *QUANTILE_LEVELS}
+LOOK_BACK = {"weekly_active": 7, "monthly_active": 30}
+COUNTS = {"total", "unique_persons", "weekly_active", "monthly_active"}
+OTHER_BUCKET = (9, 0)
+
+
+def person_of(e: Event) -> str:
+    """The event's person: each distinct id is its own person until persons land."""
+    return e.user_id
+
+
+def local_time(e: Event, zone: str) -> datetime:
+    return e.timestamp.astimezone(ZoneInfo(zone))
+
+
+def offset_text(offset: timedelta) -> str:
+    seconds = int(offset.total_seconds())
+    sign, seconds = ("+" if seconds >= 0 else "-"), abs(seconds)
+    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}"
+    return text + (f":{seconds % 60:02d}" if seconds % 60 else "")
+
+
+def time_bucket(moment: datetime, interval: str) -> Any:
+    """The bucket of a local time: a date (day, week's Monday, month's first day) or (hour, offset)."""
+    day = moment.date()
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return (moment.replace(tzinfo=None, minute=0, second=0, microsecond=0), moment.utcoffset())
+
+
+def period_buckets(first: date, last: date, interval: str, zone: str) -> list[tuple[Any, str, list[date]]]:
+    """(bucket, label, the range's days in it) for every bucket of [first, last], in time order."""
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if interval != "hour":
+        found: dict[Any, list[date]] = {}
+        for day in days:
+            found.setdefault(time_bucket(datetime.combine(day, datetime.min.time()), interval), []).append(
+                day
+            )
+        return [(key, key.isoformat(), members) for key, members in found.items()]
+    hours: dict[Any, list[date]] = {}
+    moment = datetime.combine(first - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    while moment < datetime.combine(last + timedelta(days=3), datetime.min.time(), tzinfo=UTC):
+        here = moment.astimezone(ZoneInfo(zone))
+        if first <= here.date() <= last:
+            hours.setdefault(time_bucket(here, "hour"), [here.date()])
+        moment += timedelta(minutes=15)
+    return [((h, o), h.isoformat() + offset_text(o), d) for (h, o), d in hours.items()]
+
+
+def math_value(
+    math: str, events: list[Event], prop: Any, days: list[date], zone: str
+) -> tuple[Fraction, int]:
+    """(exact value, skipped) of one math over the events of a bucket whose range days are `days`."""
+    persons = {person_of(e) for e in events}
+    if math == "total":
+        return Fraction(len(events)), 0
+    if math == "unique_persons":
+        return Fraction(len(persons)), 0
+    if math == "per_person_avg":
+        return (Fraction(len(events), len(persons)) if persons else Fraction(0)), 0
+    if math == "dau":
+        daily = sum(len({person_of(e) for e in events if local_time(e, zone).date() == d}) for d in days)
+        return Fraction(daily, len(days)), 0
+    if math in LOOK_BACK:
+        end = max(days)
+        window = [
+            e
+            for e in events
+            if end - timedelta(days=LOOK_BACK[math] - 1) <= local_time(e, zone).date() <= end
+        ]
+        return Fraction(len({person_of(e) for e in window})), 0
+    spec = {"property": prop} if isinstance(prop, str) else prop
+    read = [lookup(e, spec) for e in events]
+    numbers = sorted(d for present, v in read if present and (d := decimal_of(v)) is not None)
+    skipped = sum(1 for present, v in read if present and v is not None and decimal_of(v) is None)
+    if not numbers:
+        return Fraction(0), skipped
+    if math == "sum":
+        return Fraction(sum(numbers, Decimal(0))), skipped
+    if math == "avg":
+        return Fraction(sum(numbers, Decimal(0))) / len(numbers), skipped
+    if math in ("min", "max"):
+        return Fraction(numbers[0] if math == "min" else numbers[-1]), skipped
+    rank = (len(numbers) - 1) * QUANTILE_LEVELS[math]
+    low = math_floor(rank)
+    high = min(low + 1, len(numbers) - 1)
+    return Fraction(numbers[low]) + (Fraction(numbers[high]) - Fraction(numbers[low])) * (rank - low), skipped
+
+
+def math_floor(value: Fraction) -> int:
+    return value.numerator // value.denominator
+
+
+def answered(math: str | None, value: Fraction | None) -> Any:
+    if value is None:
+        return None
+    return int(value) if math in COUNTS and value.denominator == 1 else float(value)
+
+
+def formula_value(formula: str, values: dict[str, Fraction]) -> Fraction | None:
+    """The formula over exact values (the test oracle may use eval; the service never does)."""
+    exact = re.sub(r"[0-9]+(?:\.[0-9]+)?", lambda m: f"Fraction('{m.group(0)}')", formula)
+    try:
+        return eval(exact, {"__builtins__": {}, "Fraction": Fraction}, dict(values))  # noqa: S307
+    except ZeroDivisionError:
+        return None
+
+
+def trends(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
+    """The trends response for `request` (the API's JSON body) over `events`."""
+    zone, interval = request.get("timezone", "UTC"), request.get("interval", "day")
+    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
+    length = (last - first).days + 1
+    periods = [(first, last)]
+    if request.get("compare") == "previous_period":
+        periods.append((first - timedelta(days=length), first - timedelta(days=1)))
+    unique = deduplicated(events)
+    breakdown = request.get("breakdown")
+
+    def reads(s: dict[str, Any], start: date, end: date) -> list[Event]:
+        """The series' events whose local day is in [start - look back, end]."""
+        since = start - timedelta(days=LOOK_BACK.get(s.get("math", "total"), 1) - 1)
+        return [
+            e
+            for e in unique
+            if (s["event"] == "$all" or e.event == s["event"])
+            and since <= local_time(e, zone).date() <= end
+            and all(passes(e, f) for f in s.get("filters", []) + request.get("filters", []))
+        ]
+
+    series = request["series"]
+    read = [[reads(s, a, b) for a, b in periods] for s in series]
+    bucketed = [[period_buckets(a, b, interval, zone) for a, b in periods] for _ in series]
+    value_of = (lambda e: breakdown_bucket(e, breakdown)) if breakdown else (lambda e: (3, 0))
+    order = [(3, 0)]
+    if breakdown:
+        first_math = series[0].get("math", "total")
+        range_days = [first + timedelta(days=n) for n in range(length)]
+        candidates = {value_of(e) for events_ in read for e in events_[0]}
+
+        def rank(value: Any) -> Fraction:
+            mine = [e for e in read[0][0] if value_of(e) == value]
+            if first_math not in LOOK_BACK:
+                mine = [e for e in mine if first <= local_time(e, zone).date()]
+            return math_value(first_math, mine, series[0].get("property"), range_days, zone)[0]
+
+        top = sorted(candidates, key=lambda v: (-rank(v), v))[:TOP_TRENDS]
+        order = list(top)
+        if any(value_of(e) not in top for events_ in counted(read, bucketed, series, zone) for e in events_):
+            order.append(OTHER_BUCKET)
+
+    def members(e: Event, value: Any) -> bool:
+        return value_of(e) == value if value != OTHER_BUCKET else value_of(e) not in order
+
+    results, exact = [], {}
+    for i, s in enumerate(series):
+        math, prop = s.get("math", "total"), s.get("property")
+        for value in order:
+            per_period = []
+            for p, (start, _) in enumerate(periods):
+                mine = [e for e in read[i][p] if members(e, value)]
+                data = []
+                for key, _, days in bucketed[i][p]:
+                    inside = [
+                        e
+                        for e in mine
+                        if math in LOOK_BACK or time_bucket(local_time(e, zone), interval) == key
+                    ]
+                    data.append(math_value(math, inside, prop, days, zone)[0])
+                whole = [e for e in mine if math in LOOK_BACK or start <= local_time(e, zone).date()]
+                all_days = [start + timedelta(days=n) for n in range(length)]
+                total, skipped = math_value(math, whole, prop, all_days, zone)
+                per_period.append((data, total, skipped if math in VALUE_MATHS else None))
+            letter = "ABCDEFGHIJ"[i]
+            exact[(letter, value)] = per_period
+            results.append(trend_result(s, letter, value, breakdown is not None, bucketed[i], per_period))
+    response: dict[str, Any] = {"results": results, "formula": None}
+    if request.get("formula"):
+        response["formula"] = [
+            formula_result(request, value, bucketed[0], exact, breakdown) for value in order
+        ]
+    return response
+
+
+TOP_TRENDS = 25
+
+
+def counted(read: list[list[list[Event]]], bucketed: Any, series: list[Any], zone: str) -> list[list[Event]]:
+    """Per series and period, the events that reach a bucket (a look-back math's: those inside a
+    bucket's window)."""
+    found = []
+    for i, s in enumerate(series):
+        math = s.get("math", "total")
+        for p, events_ in enumerate(read[i]):
+            if math not in LOOK_BACK:
+                found.append(events_)
+                continue
+            ends = [max(days) for _, _, days in bucketed[i][p]]
+            span = LOOK_BACK[math]
+            found.append(
+                [
+                    e
+                    for e in events_
+                    if any(0 <= (end - local_time(e, zone).date()).days < span for end in ends)
+                ]
+            )
+    return found
+
+
+def bucket_fields(value: Any, broken_down: bool) -> dict[str, Any]:
+    if value == OTHER_BUCKET:
+        return {"breakdown_value": "Other", "other": True}
+    return {"breakdown_value": bucket_label(value) if broken_down else None, "other": False}
+
+
+def trend_result(
+    s: dict[str, Any], letter: str, value: Any, broken_down: bool, buckets: Any, per_period: Any
+) -> dict[str, Any]:
+    math = s.get("math", "total")
+    data, total, skipped = per_period[0]
+    result = {
+        "series": letter,
+        "label": s.get("label") or s["event"],
+        **bucket_fields(value, broken_down),
+        "labels": [label for _, label, _ in buckets[0]],
+        "data": [answered(math, v) for v in data],
+        "total": answered(math, total),
+        "skipped": skipped,
+        "compare": None,
+    }
+    if len(per_period) > 1:
+        data, total, skipped = per_period[1]
+        result["compare"] = {
+            "labels": [label for _, label, _ in buckets[1]],
+            "data": [answered(math, v) for v in data],
+            "total": answered(math, total),
+            "skipped": skipped,
+        }
+    return result
+
+
+def formula_result(
+    request: dict[str, Any], value: Any, buckets: Any, exact: Any, breakdown: Any
+) -> dict[str, Any]:
+    letters = "ABCDEFGHIJ"[: len(request["series"])]
+
+    def over(p: int) -> tuple[list[Any], Any]:
+        series = {letter: exact[(letter, value)][p] for letter in letters}
+        count = len(next(iter(series.values()))[0])
+        data = [
+            answered(None, formula_value(request["formula"], {k: v[0][j] for k, v in series.items()}))
+            for j in range(count)
+        ]
+        return data, answered(None, formula_value(request["formula"], {k: v[1] for k, v in series.items()}))
+
+    data, total = over(0)
+    result = {
+        "formula": request["formula"],
+        **bucket_fields(value, breakdown is not None),
+        "labels": [label for _, label, _ in buckets[0]],
+        "data": data,
+        "total": total,
+        "compare": None,
+    }
+    if len(buckets) > 1:
+        before, before_total = over(1)
+        result["compare"] = {
+            "labels": [label for _, label, _ in buckets[1]],
+            "data": before,
+            "total": before_total,
+            "skipped": None,
+        }
+    return result

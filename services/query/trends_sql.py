@@ -227,4 +227,10 @@ def trends_sql(
     if breakdown is None:
         return body, params
     last_day = periods[0].buckets[-1].last_day
-    return f"WITH top AS ({top_sql(specs, current_rows, last_day)})\n{body}", params
+    listed = f"""
+        SELECT toInt8(-1) AS series, toUInt8(0) AS period, toInt64(0) AS k1, toInt64(0) AS k2,
+               toUInt8(0) AS is_total, bk, toUInt64(0) AS events, toUInt64(0) AS persons, {DECIMAL_0} AS dsum,
+               toUInt64(0) AS numbers, toUInt64(0) AS skipped, {NO_NUMBER} AS lo, {NO_NUMBER} AS hi,
+               {NO_NUMBER} AS low, {NO_NUMBER} AS high
+        FROM top"""
+    return f"WITH top AS ({top_sql(specs, current_rows, last_day)})\n{body}\nUNION ALL{listed}", params
