@@ -323,9 +323,9 @@ def funnel_of(names: list[str], levels: list[int]) -> dict[str, Any]:
 
 def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     """The funnel response for `request` (the API's JSON body) over `events`."""
-    start = datetime.combine(date.fromisoformat(request["start_date"]), datetime.min.time(), tzinfo=UTC)
-    end = datetime.combine(date.fromisoformat(request["end_date"]), datetime.min.time(), tzinfo=UTC)
-    in_range = [e for e in deduplicated(events) if start <= e.timestamp < end + timedelta(days=1)]
+    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
+    zone = request.get("timezone", "UTC")
+    in_range = [e for e in deduplicated(events) if first <= local_time(e, zone).date() <= last]
     steps = step_list(request)
     window = request.get("window_seconds", 14 * 86400) * 1000
     mode = request.get("mode", "ordered")
@@ -395,15 +395,19 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     starts = [period_of(end, period_type)]
     while len(starts) < count:
         starts.insert(0, previous_period(starts[0], period_type))
-    known = [e for e in deduplicated(events) if e.timestamp.date() <= end]
+    zone = params.get("timezone", "UTC")
+    day = {id(e): local_time(e, zone).date() for e in events}
+    known = [e for e in deduplicated(events) if day[id(e)] <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
     for user in {e.user_id for e in known}:
-        begun = [e.timestamp for e in known if e.user_id == user and start_event in (None, e.event)]
-        if begun and period_of(min(begun).date(), period_type) in members:
-            members[period_of(min(begun).date(), period_type)].add(user)
+        begun = [e for e in known if e.user_id == user and start_event in (None, e.event)]
+        if begun:
+            first = day[id(min(begun, key=lambda e: e.timestamp))]
+            if period_of(first, period_type) in members:
+                members[period_of(first, period_type)].add(user)
     returns = [e for e in known if return_event in (None, e.event)]
-    returned = {(e.user_id, period_of(e.timestamp.date(), period_type)) for e in returns}
+    returned = {(e.user_id, period_of(day[id(e)], period_type)) for e in returns}
     result = []
     for i, start in enumerate(starts):
         users = members[start]

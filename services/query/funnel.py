@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from services.query import funnel_sql
 from services.query.filters import Breakdown, PropertyFilter
 from services.query.rounding import percentage
+from services.query.timezones import LocalRange, TimeZoneName, Zone
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import DateRange, Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
@@ -56,6 +57,7 @@ class FunnelRequest(BaseModel):
         None, description='A property of the first step-1 event ("plan") or of its person ("person.plan")'
     )
     filters: Filters = Field([], description="Applied to the events of every step")
+    timezone: TimeZoneName = "UTC"
 
     @model_validator(mode="after")
     def _unordered_fits(self) -> FunnelRequest:
@@ -107,7 +109,12 @@ def build(request: FunnelRequest) -> tuple[str, dict[str, Any]]:
     window_ms = request.window_seconds * 1000
     params.update(window=window_ms, window_scaled=window_ms * 32)
     steps = [(s.event, s.filters) for s in request.steps]
-    rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params)
+    in_range = funnel_sql.RANGE_FILTER
+    if request.timezone != "UTC":  # the range's days are the zone's (timezones.py)
+        local = LocalRange(Zone(request.timezone), request.start_date, request.end_date)
+        params.update(local.parameters())
+        in_range = local.in_range_sql()
+    rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params, in_range)
     breakdown = request.breakdown is not None
     if request.mode == "ordered" and len({event for event, _ in steps}) == len(steps):
         levels = funnel_sql.ordered_levels_sql(rows, len(steps), breakdown, one_step_per_row=True)

@@ -58,9 +58,10 @@ def matching_rows_sql(
     global_filters: list[PropertyFilter],
     breakdown: PropertyRef | None,
     params: dict[str, Any],
+    in_range: str = RANGE_FILTER,
 ) -> str:
-    """One row per deduplicated event in the range that matches at least one step, with its mask,
-    breakdown bucket `bk` and `tie` (the order among simultaneous events)."""
+    """One row per deduplicated event in the range (`in_range`: UTC days, or a zone's) that matches at
+    least one step, with its mask, breakdown bucket `bk` and `tie` (the order among simultaneous events)."""
     params["events"] = sorted({event for event, _ in steps})
     key, tie = NO_BREAKDOWN_KEY, NO_TIE_KEY
     if breakdown is not None:
@@ -69,7 +70,7 @@ def matching_rows_sql(
         SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                {step_mask_sql(steps, params)} AS mask, {key} AS bk, {tie} AS tie
         FROM {EVENTS_TABLE} FINAL
-        WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
+        WHERE {in_range} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(global_filters, "gf", params)} AND mask > 0"""
 
 
