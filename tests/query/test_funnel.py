@@ -346,12 +346,14 @@ async def test_service_matches_reference(
 
 
 async def test_the_range_is_the_time_zones_days(clickhouse: ClickHouse) -> None:
-    events = [
-        *[ev("a", "late_utc", "2022-12-31 23:30"), ev("b", "late_utc", "2022-12-31 23:45")],  # 00:30 in Berlin
-        *[ev("a", "late_berlin", "2023-01-01 23:30"), ev("b", "late_berlin", "2023-01-01 23:40")],  # 00:30 on 01-02
+    events = [  # 00:30 and 00:45 on 01-01 in Berlin, then 00:30 and 00:40 on 01-02
+        *[ev("a", "late_utc", "2022-12-31 23:30"), ev("b", "late_utc", "2022-12-31 23:45")],
+        *[ev("a", "late_berlin", "2023-01-01 23:30"), ev("b", "late_berlin", "2023-01-01 23:40")],
     ]
     await load(clickhouse, events)
     assert counts(await ask(clickhouse, events, steps=["a", "b"])) == [1, 1]
     assert counts(await ask(clickhouse, events, steps=["a", "b"], timezone="Europe/Berlin")) == [1, 1]
-    berlin = await ask(clickhouse, events, steps=["a", "b"], timezone="Europe/Berlin", breakdown="person.plan")
+    berlin = await ask(
+        clickhouse, events, steps=["a", "b"], timezone="Europe/Berlin", breakdown="person.plan"
+    )
     assert [b["value"] for b in berlin["breakdown"]] == [None]
