@@ -34,6 +34,10 @@ def schema_text() -> str:
 
 
 def schema_statements(database: str) -> list[str]:
-    """The DDL of schema.sql for one database, statement by statement."""
+    """The DDL of schema.sql for one database, statement by statement, then the schema catalogue's
+    (built from the typing rule's SQL: catalogue.py)."""
+    from shared.contracts import catalogue  # it reads the tables named here
+
     lines = [line for line in schema_text().splitlines() if not line.strip().startswith("--")]
-    return [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
+    statements = [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
+    return statements + catalogue.table_statements(database)
