@@ -31,7 +31,7 @@ def series(answer: dict[str, Any], letter: str = "A") -> list[dict[str, Any]]:
     return [r for r in answer["results"] if r["series"] == letter]
 
 
-async def test_each_math_on_one_day(clickhouse: ClickHouse) -> None:
+async def test_rule_trend_maths_each_math_on_one_day(clickhouse: ClickHouse) -> None:
     amounts: list[Any] = [1, 2, 3.0, 10, "x", True, {"a": 1}]
     events = [ev("buy", f"u{i % 2}", "2023-03-01 10:00", amount=a) for i, a in enumerate(amounts)]
     events += [ev("buy", "u2", "2023-03-01 11:00"), ev("buy", "u2", "2023-03-01 12:00", amount=None)]
@@ -119,7 +119,7 @@ async def test_intervals_label_every_bucket_and_fill_empty_ones(clickhouse: Clic
     )
 
 
-async def test_dst_days_have_23_and_25_hours(clickhouse: ClickHouse) -> None:
+async def test_rule_time_zones_dst_days_have_23_and_25_hours(clickhouse: ClickHouse) -> None:
     events = [
         ev("open", "spring", "2023-03-25 23:30"),  # 00:30 CET on 03-26
         ev("open", "spring", "2023-03-26 00:59:59.999"),  # 01:59 CET, the last moment before 03:00 CEST

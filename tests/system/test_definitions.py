@@ -13,6 +13,7 @@ from services.etl.runner import EtlRunner
 from services.etl.settings import EtlSettings
 from services.query.funnel import FunnelRequest, run_funnel
 from services.query.stats import basic_stats
+from services.query.trends import TrendsRequest, run_trends
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import DateRange
 from tests import reference
@@ -83,6 +84,19 @@ async def test_rule_property_values_filters_breakdowns_and_sums_agree(clickhouse
     assert counts(await funnel(clickhouse, events, steps=[over_11, "signup"]))[0] == 1  # only 1e40
     metrics = await etl_day(clickhouse, events)
     assert metrics["revenue"] == 10.0  # "12.5", " 7", true, 1e40 and [3] are not money
+    body = {
+        "series": [{"event": "purchase", "math": "sum", "property": "amount"}, {"event": "signup"}],
+        "start_date": "2023-03-01",
+        "end_date": "2023-03-01",
+        "breakdown": "plan",
+    }
+    trend = (await run_trends(clickhouse, TrendsRequest(**body).checked(366), timeout=30)).model_dump()
+    assert trend == reference.trends(events, body)
+    signups = [(r["breakdown_value"], r["total"]) for r in trend["results"] if r["series"] == "B"]
+    # the funnel's buckets; null first: it holds all of series A's revenue, the rest tie at 0
+    assert signups == [(None, 3), (1, 2), ("1", 1), ("true", 1), (True, 1)]
+    (revenue,) = [r for r in trend["results"] if r["series"] == "A" and r["breakdown_value"] is None]
+    assert (revenue["total"], revenue["skipped"]) == (10.0, 5)
 
 
 async def test_rule_order_and_ties_simultaneous_events_are_picked_by_arrival(clickhouse: ClickHouse) -> None:
