@@ -649,7 +649,8 @@ def trends(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     if breakdown:
         first_math = series[0].get("math", "total")
         range_days = [first + timedelta(days=n) for n in range(length)]
-        candidates = {value_of(e) for events_ in read for e in events_[0]}
+        reach = counted(read, bucketed, series, zone)  # by series, then period
+        candidates = {value_of(e) for i in range(len(series)) for e in reach[i * len(periods)]}
 
         def rank(value: Any) -> Fraction:
             mine = [e for e in read[0][0] if value_of(e) == value]
@@ -659,7 +660,7 @@ def trends(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
 
         top = sorted(candidates, key=lambda v: (-rank(v), v))[:TOP_TRENDS]
         order = list(top)
-        if any(value_of(e) not in top for events_ in counted(read, bucketed, series, zone) for e in events_):
+        if any(value_of(e) not in top for events_ in reach for e in events_):
             order.append(OTHER_BUCKET)
 
     def members(e: Event, value: Any) -> bool:

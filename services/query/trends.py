@@ -53,7 +53,6 @@ Math = Literal[
     "per_person_avg",
 ]
 COUNT_MATHS = {"total", "unique_persons", "weekly_active", "monthly_active"}
-LISTED = -1  # the series of the rows that list the top breakdown values
 MAX_HOUR_RANGE_DAYS = 31
 EventName = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
 Filters = Annotated[list[PropertyFilter], Field(max_length=20)]
@@ -226,7 +225,7 @@ def collect(rows: list[tuple[Any, ...]]) -> dict[Key, Pieces]:
 def breakdown_order(request: TrendsRequest, found: dict[Key, Pieces], days: int) -> list[tuple[Any, ...]]:
     """The buckets to list: the top values by the first series' exact total, then 'other' if used."""
     first = request.series[0].math
-    values = {key[4] for key in found if key[0] == LISTED}
+    values = {key[4] for key in found if key[4][0] != OTHER_KIND}
     last = request.periods()[0].buckets[-1].key
 
     def total(bk: tuple[Any, ...]) -> Fraction:
@@ -235,7 +234,7 @@ def breakdown_order(request: TrendsRequest, found: dict[Key, Pieces], days: int)
         return value_of(first, found.get((0, 0, (0, 0), True, bk), Pieces()), days)
 
     ordered = sorted(values, key=lambda bk: (-total(bk), bk))
-    others = [key[4] for key in found if key[4][0] == OTHER_KIND and key[0] != LISTED][:1]
+    others = [key[4] for key in found if key[4][0] == OTHER_KIND][:1]
     return ordered + others
 
 

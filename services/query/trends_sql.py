@@ -1,21 +1,24 @@
 """The SQL behind a trend: one statement for every series, period (the range and, with compare, the
-one before) and breakdown value, so all of them read the same snapshot of the table.
+one before) and breakdown value, so all of them read the same snapshot of the table, and each series'
+events are read once per period.
 
 Each series' rows are its deduplicated events (FINAL) inside the period's local days (earlier days too
 for weekly_active / monthly_active, which look back), with the person, the local day, the time bucket
 key, the breakdown bucket, the property read for arithmetic (`x`, NULL when not a usable number) and
-whether a set value was skipped (`bad`). Each part then answers uniform rows
+whether a set value was skipped (`bad`). Then, in stages over small intermediate rows:
 
-    (series, period, k1, k2, is_total, bk, events, persons, dsum, numbers, skipped, lo, hi, low, high)
+1. `states`: per time bucket (and once for the whole period, `is_total`; per day too for dau), and per
+   raw breakdown value: counts, sums, mins, maxes, the numbers themselves for quantiles, and persons
+   as a uniqExact *state*, so that values merged into "Other" count each person once;
+2. `ranked`: with a breakdown, the first series' exact total per value over the range (window
+   functions over stage 1), and the top 25 of the values seen in the range (ties by the bucket order);
+   every other value becomes OTHER;
+3. the states merged per (bucket, value or OTHER, day), then summed over the days.
 
-per time bucket (and once per breakdown bucket for the whole period, `is_total`), carrying what the
-series' math needs; trends.py turns them into exact values. Exact throughout: counts, Decimal sums
-(Decimal256, which cannot overflow here), and for median and percentiles the two values around the
-rank, interpolated exactly in Python.
-
-With a breakdown, `top` holds the 25 values with the largest first-series total over the range (exact,
-ties by the bucket order); every other value is `OTHER`, mapped before counting so persons are counted
-once across the merged values.
+The answer's rows are (series, period, k1, k2, is_total, bk, events, persons, dsum, numbers, skipped,
+lo, hi, low, high), carrying what each math needs; trends.py turns them into exact values: counts,
+Decimal sums (Decimal256, which cannot overflow here), and for median and percentiles the two values
+around the rank, interpolated exactly in Python.
 """
 
 from __future__ import annotations
@@ -89,68 +92,111 @@ def rows_sql(
         WHERE {" AND ".join(conditions)}"""
 
 
-def mapped(rows: str, breakdown: bool) -> str:
-    """The rows with `bk`: the breakdown bucket, or OTHER beyond the top values."""
-    bk = f"if(raw_bk IN (SELECT bk FROM top), raw_bk, {OTHER})" if breakdown else "raw_bk"
-    return f"SELECT person, day, tb, x, bad, {bk} AS bk FROM ({rows})"
-
-
-def quantile_pick(p: int, q: int, higher: bool) -> str:
-    """The value at rank floor((n - 1) p / q) of the sorted numbers, or the one after it when `higher`
-    and the rank has a fraction (1-based arrays; NULL without numbers)."""
-    rank = f"intDiv((length(xs) - 1) * {p}, {q}) + 1"
+def quantile_pick(p: int, q: int, higher: bool, xs: str) -> str:
+    """The value at rank floor((n - 1) p / q) of the sorted numbers `xs`, or the one after it when
+    `higher` and the rank has a fraction (1-based arrays; NULL without numbers)."""
+    rank = f"intDiv((length({xs}) - 1) * {p}, {q}) + 1"
     if higher:
-        rank += f" + ((length(xs) - 1) * {p} % {q} > 0)"
-    return f"if(length(xs) = 0, {NO_NUMBER}, arrayElement(xs, {rank}))"
+        rank += f" + ((length({xs}) - 1) * {p} % {q} > 0)"
+    return f"if(length({xs}) = 0, {NO_NUMBER}, arrayElement({xs}, {rank}))"
 
 
-def part_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str, breakdown: bool) -> str:
-    """The uniform rows (module doc) of one series in one period."""
+def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> str:
+    """Stage 1 of one series in one period (module doc)."""
     head = f"toInt8({i}) AS series, toUInt8({p}) AS period"
-    source = mapped(rows, breakdown)
-    if spec.math in ACTIVE_DAYS:
-        return active_part_sql(i, p, spec.math, period, source, head)
-    persons = "uniqExact(person)" if spec.math in ("unique_persons", "per_person_avg") else "toUInt64(0)"
-    dsum = f"coalesce(sum(toDecimal256(x, 6)), {DECIMAL_0})" if spec.math in ("sum", "avg") else DECIMAL_0
-    low = "min(x)" if spec.math == "min" else NO_NUMBER
-    high = "max(x)" if spec.math == "max" else NO_NUMBER
-    lo = hi = NO_NUMBER
-    if spec.math in QUANTILES:
-        picks = (quantile_pick(*QUANTILES[spec.math], higher) for higher in (False, True))
-        lo, hi = (pick.replace("xs", "arraySort(groupArray(x))") for pick in picks)
-    if spec.math == "dau":  # persons = the sum over the bucket's days of each day's persons
-        source = f"""
-            SELECT tb, day, bk, count() AS events, uniqExact(person) AS day_persons FROM ({source})
-            GROUP BY tb, day, bk"""
-        persons, counted = "sum(day_persons)", "sum(events)"
-    else:
-        counted = "count()"
-    return f"""
-        SELECT {head}, slot.1.1 AS k1, slot.1.2 AS k2, slot.2 AS is_total, bk,
-               {counted} AS events, {persons} AS persons, {dsum} AS dsum,
-               {"count(x)" if spec.math in PROPERTY_MATHS else "toUInt64(0)"} AS numbers,
-               {"sum(bad)" if spec.math in PROPERTY_MATHS else "toUInt64(0)"} AS skipped,
-               {lo} AS lo, {hi} AS hi, {low} AS low, {high} AS high
-        FROM ({source})
-        ARRAY JOIN [(tb, toUInt8(0)), ((toInt64(0), toInt64(0)), toUInt8(1))] AS slot
-        GROUP BY slot, bk"""
-
-
-def active_part_sql(i: int, p: int, math: str, period: Period, source: str, head: str) -> str:
-    """weekly_active / monthly_active: persons with an event in the `window` local days ending on each
-    bucket's last day (the period's total is its last bucket's value: trends.py)."""
-    name = f"a{i}{p}"
-    ends = f"{{{name}_ends:Array(Int64)}}"
-    window = ACTIVE_DAYS[math]
-    return f"""
+    math = spec.math
+    wanted = math in ("unique_persons", "per_person_avg", "dau", *ACTIVE_DAYS)
+    persons = f"uniqExactState{'' if wanted else 'If'}(person{'' if wanted else ', false'}) AS persons"
+    numbers = math in PROPERTY_MATHS
+    dsum = f"coalesce(sum(toDecimal256(x, 6)), {DECIMAL_0})" if math in ("sum", "avg") else DECIMAL_0
+    low, high = ("min(x)" if math == "min" else NO_NUMBER), ("max(x)" if math == "max" else NO_NUMBER)
+    pieces = f"""
+               count() AS events, {persons}, {dsum} AS dsum,
+               {"count(x)" if numbers else "toUInt64(0)"} AS numbers,
+               {"sum(bad)" if numbers else "toUInt64(0)"} AS skipped, {low} AS low, {high} AS high,
+               groupArrayIf(assumeNotNull(x), {"isNotNull(x)" if math in QUANTILES else "false"}) AS xs"""
+    if math in ACTIVE_DAYS:
+        name, window = f"a{i}{p}", ACTIVE_DAYS[math]
+        ends = f"{{{name}_ends:Array(Int64)}}"
+        return f"""
         SELECT {head}, {{{name}_k1:Array(Int64)}}[j] AS k1, {{{name}_k2:Array(Int64)}}[j] AS k2,
-               toUInt8(0) AS is_total, bk, toUInt64(0) AS events, uniqExact(person) AS persons,
-               {DECIMAL_0} AS dsum, toUInt64(0) AS numbers, toUInt64(0) AS skipped,
-               {NO_NUMBER} AS lo, {NO_NUMBER} AS hi, {NO_NUMBER} AS low, {NO_NUMBER} AS high
-        FROM (SELECT DISTINCT person, day, bk FROM ({source}))
-        ARRAY JOIN arrayFilter(j -> {ends}[j] >= day AND {ends}[j] < day + {window}, arrayEnumerate({ends}))
+               toUInt8(0) AS is_total, toInt64(0) AS day, raw_bk, {pieces}
+        FROM (SELECT DISTINCT person, day AS seen, raw_bk, CAST(NULL, 'Nullable(Decimal(38, 6))') AS x,
+                     toUInt8(0) AS bad FROM ({rows}))
+        ARRAY JOIN arrayFilter(j -> {ends}[j] >= seen AND {ends}[j] < seen + {window}, arrayEnumerate({ends}))
             AS j
-        GROUP BY j, bk"""
+        GROUP BY j, raw_bk"""
+    by_day = "day" if math == "dau" else "toInt64(0)"
+    return f"""
+        SELECT {head}, slot.1.1 AS k1, slot.1.2 AS k2, slot.2 AS is_total, {by_day} AS day, raw_bk, {pieces}
+        FROM ({rows})
+        ARRAY JOIN [(tb, toUInt8(0)), ((toInt64(0), toInt64(0)), toUInt8(1))] AS slot
+        GROUP BY k1, k2, is_total, day, raw_bk"""
+
+
+def rank_value_sql(spec: SeriesSpec, last: tuple[int, int]) -> str:
+    """On stage-1 rows of the first series' range: its exact total for the row's value, as
+    Decimal256(24), to be summed over the value's rows (zero on rows that do not carry it)."""
+    math = spec.math
+    carries = "is_total = 1"
+    if math in ACTIVE_DAYS:
+        carries = f"k1 = {last[0]} AND k2 = {last[1]}"
+        value = "finalizeAggregation(persons)"
+    elif math == "total":
+        value = "events"
+    elif math in ("unique_persons", "dau"):  # dau: the days' persons summed (the days are the same)
+        value = "finalizeAggregation(persons)"
+    elif math == "per_person_avg":
+        value = (
+            "if(finalizeAggregation(persons) = 0, 0, toDecimal256(events, 24) / finalizeAggregation(persons))"
+        )
+    elif math == "sum":
+        value = "dsum"
+    elif math == "avg":
+        value = "if(numbers = 0, 0, toDecimal256(dsum, 24) / numbers)"
+    elif math in ("min", "max"):
+        value = f"coalesce({'low' if math == 'min' else 'high'}, 0)"
+    else:
+        p, q = QUANTILES[math]
+        xs = "arraySort(xs)"
+        lo, hi = quantile_pick(p, q, False, xs), quantile_pick(p, q, True, xs)
+        rem = f"((length(xs) - 1) * {p} % {q})"
+        value = (
+            f"if(length(xs) = 0, 0, toDecimal256({lo}, 24) + (toDecimal256({hi}, 24) - {lo}) * {rem} / {q})"
+        )
+    return f"if(series = 0 AND period = 0 AND {carries}, toDecimal256({value}, 24), toDecimal256(0, 24))"
+
+
+def ranked_sql(states: str, spec: SeriesSpec, last: tuple[int, int]) -> str:
+    """Stage 2: each stage-1 row with `bk`, its value or OTHER beyond the top values."""
+    value = f"sum({rank_value_sql(spec, last)}) OVER (PARTITION BY raw_bk)"
+    current = "max(period = 0) OVER (PARTITION BY raw_bk)"
+    return f"""
+        SELECT *, if(in_range AND place <= {TOP_BREAKDOWN_VALUES}, raw_bk, {OTHER}) AS bk
+        FROM (SELECT *, dense_rank() OVER (ORDER BY in_range DESC, r DESC, raw_bk) AS place
+              FROM (SELECT *, {value} AS r, {current} AS in_range FROM ({states})))"""
+
+
+def merged_sql(ranked: str, specs: list[SeriesSpec]) -> str:
+    """Stage 3: the states merged per bucket and value, summed over the days; the quantiles' two values."""
+    picks: dict[str, list[str]] = {"lo": [], "hi": []}
+    for i, spec in enumerate(specs):
+        if spec.math in QUANTILES:
+            p, q = QUANTILES[spec.math]
+            xs = "arraySort(groupArrayArray(xs))"  # one row per bucket for these maths
+            picks["lo"].append(f"series = {i}, {quantile_pick(p, q, False, xs)}")
+            picks["hi"].append(f"series = {i}, {quantile_pick(p, q, True, xs)}")
+    lo, hi = (f"multiIf({', '.join(found)}, {NO_NUMBER})" if found else NO_NUMBER for found in picks.values())
+    return f"""
+        SELECT series, period, k1, k2, is_total, bk, sum(events) AS events, sum(persons) AS persons,
+               sum(dsum) AS dsum, sum(numbers) AS numbers, sum(skipped) AS skipped,
+               {lo} AS lo, {hi} AS hi, min(low) AS low, max(high) AS high
+        FROM (SELECT series, period, k1, k2, is_total, day, bk, sum(events) AS events,
+                     uniqExactMerge(persons) AS persons, sum(dsum) AS dsum, sum(numbers) AS numbers,
+                     sum(skipped) AS skipped, min(low) AS low, max(high) AS high, groupArrayArray(xs) AS xs
+              FROM ({ranked})
+              GROUP BY series, period, k1, k2, is_total, day, bk)
+        GROUP BY series, period, k1, k2, is_total, bk"""
 
 
 def active_parameters(i: int, p: int, period: Period) -> dict[str, Any]:
@@ -160,44 +206,6 @@ def active_parameters(i: int, p: int, period: Period) -> dict[str, Any]:
         f"{name}_k1": [b.key[0] for b in period.buckets],
         f"{name}_k2": [b.key[1] for b in period.buckets],
     }
-
-
-def rank_sql(spec: SeriesSpec, last_day: int) -> str:
-    """The first series' exact total over the range for one breakdown value, as Decimal256(24): the
-    order of the top values (ties by the bucket)."""
-    math = spec.math
-    if math == "total":
-        value = "count()"
-    elif math == "unique_persons":
-        value = "uniqExact(person)"
-    elif math == "dau":
-        value = "uniqExact((person, day))"  # the days' persons summed; the days are the same for all
-    elif math in ACTIVE_DAYS:
-        value = f"uniqExactIf(person, day > {last_day - ACTIVE_DAYS[math]})"
-    elif math == "per_person_avg":
-        value = "if(uniqExact(person) = 0, 0, toDecimal256(count(), 24) / uniqExact(person))"
-    elif math == "sum":
-        value = f"coalesce(sum(toDecimal256(x, 6)), {DECIMAL_0})"
-    elif math == "avg":
-        value = "if(count(x) = 0, 0, toDecimal256(sum(toDecimal256(x, 6)), 24) / count(x))"
-    elif math in ("min", "max"):
-        value = f"coalesce({math}(x), 0)"
-    else:
-        p, q = QUANTILES[math]
-        lo, hi = (quantile_pick(p, q, h).replace("xs", "arraySort(groupArray(x))") for h in (False, True))
-        rem = f"((count(x) - 1) * {p} % {q})"
-        value = f"if(count(x) = 0, 0, toDecimal256({lo}, 24) + (toDecimal256({hi}, 24) - {lo}) * {rem} / {q})"
-    return f"toDecimal256({value}, 24)"
-
-
-def top_sql(specs: list[SeriesSpec], current_rows: list[str], last_day: int) -> str:
-    """The top values: every breakdown value of any series' range, by the first series' total."""
-    parts = [f"SELECT raw_bk, {rank_sql(specs[0], last_day)} AS r FROM ({current_rows[0]}) GROUP BY raw_bk"]
-    parts += [f"SELECT DISTINCT raw_bk, toDecimal256(0, 24) AS r FROM ({rows})" for rows in current_rows[1:]]
-    union = " UNION ALL ".join(parts)
-    return f"""
-        SELECT raw_bk AS bk FROM ({union})
-        GROUP BY raw_bk ORDER BY max(r) DESC, raw_bk LIMIT {TOP_BREAKDOWN_VALUES}"""
 
 
 def trends_sql(
@@ -214,23 +222,16 @@ def trends_sql(
         "breakdown": breakdown,
         "global_filters": all_filters_sql(global_filters, "gf", params),
     }
-    parts, current_rows = [], []
+    parts = []
     for p, period in enumerate(periods):
         for i, spec in enumerate(specs):
             rows = rows_sql(i, p, spec, period, interval, context)
-            if p == 0:
-                current_rows.append(rows)
             if spec.math in ACTIVE_DAYS:
                 params.update(active_parameters(i, p, period))
-            parts.append(part_sql(i, p, spec, period, rows, breakdown is not None))
-    body = "\nUNION ALL\n".join(parts)
+            parts.append(states_sql(i, p, spec, period, rows))
+    states = "\nUNION ALL\n".join(parts)
     if breakdown is None:
-        return body, params
-    last_day = periods[0].buckets[-1].last_day
-    listed = f"""
-        SELECT toInt8(-1) AS series, toUInt8(0) AS period, toInt64(0) AS k1, toInt64(0) AS k2,
-               toUInt8(0) AS is_total, bk, toUInt64(0) AS events, toUInt64(0) AS persons, {DECIMAL_0} AS dsum,
-               toUInt64(0) AS numbers, toUInt64(0) AS skipped, {NO_NUMBER} AS lo, {NO_NUMBER} AS hi,
-               {NO_NUMBER} AS low, {NO_NUMBER} AS high
-        FROM top"""
-    return f"WITH top AS ({top_sql(specs, current_rows, last_day)})\n{body}\nUNION ALL{listed}", params
+        ranked = f"SELECT *, raw_bk AS bk FROM ({states})"
+    else:
+        ranked = ranked_sql(states, specs[0], periods[0].buckets[-1].key)
+    return merged_sql(ranked, specs), params
