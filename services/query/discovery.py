@@ -15,12 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clickhouse import ClickHouse
 from shared.contracts import property_types as pt
-from shared.contracts.catalogue import EVENT_CATALOGUE, PROPERTY_CATALOGUE, VALUE_CATALOGUE, kind_sql
+from shared.contracts.catalogue import (
+    EVENT_CATALOGUE,
+    KINDS,
+    PROPERTY_CATALOGUE,
+    TOP_STATE,
+    kind_sql,
+)
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
 from shared.contracts.storage import EVENTS_TABLE, PERSON, PERSON_PROPERTIES
 
 Text = Annotated[str, Field(max_length=MAX_EVENT_NAME_LENGTH)]
 SEARCH = "positionCaseInsensitiveUTF8({column}, {{search:String}}) > 0"
+# Whether every string among some JSON texts `{values}` is an ISO 8601 date (the "datetime" type).
+ALL_DATES = (
+    "arrayAll(v -> NOT startsWith(v, '\"') OR isNotNull("
+    + pt.date_ms("JSONExtractString(v)").replace("{", "{{").replace("}", "}}")
+    + "), {values})"
+)
 # A value's text as search sees it: a string itself, a number as ClickHouse prints it, true/false.
 VALUE_TEXT = (
     f"multiIf(kind = {pt.BUCKET_STRING}, text, kind = {pt.BUCKET_BOOLEAN}, if(number = 1, 'true', 'false'), "
@@ -63,7 +75,8 @@ class PropertiesResponse(BaseModel):
 
 class ValueSeen(BaseModel):
     value: str | float | int | bool
-    count: int
+    count: int = Field(description="Stored events with the value; exact unless `error` > 0")
+    error: int = Field(0, description="How much `count` may be over (beyond 1,000 distinct values)")
 
 
 class ValuesResponse(BaseModel):
@@ -117,25 +130,32 @@ async def list_properties(
         if query.event:
             params["event"] = query.event
             conditions.append("event = {event:String}")
-        source = f"SELECT key, kind, seen FROM {PROPERTY_CATALOGUE} {where(conditions)}"
+        merged = TOP_STATE.replace("approx_top_k", "approx_top_kMerge")
+        counts = ", ".join(f"sum({kind}_seen)" for kind in KINDS)
+        sql = f"""
+            SELECT key, {counts}, {ALL_DATES.format(values=f"arrayMap(t -> t.1, {merged}(top))")}
+            FROM {PROPERTY_CATALOGUE} {where(conditions)} GROUP BY key"""
     else:
-        source = f"""
-            SELECT kv.1 AS key, {kind_sql("kv.2")} AS kind, toUInt64(1) AS seen
-            FROM ({person_rows(query.event, params)}) ARRAY JOIN JSONExtractKeysAndValuesRaw(pp) AS kv
-            {where(conditions)}"""
-    sql = f"SELECT key, kind, sum(seen) FROM ({source}) GROUP BY key, kind"
-    kinds: dict[str, dict[str, int]] = {}
-    for key, kind, seen in await clickhouse.query(sql, params, timeout=timeout):
-        kinds.setdefault(key, {})[kind] = int(seen)
-    found = [
-        PropertySeen(
-            property=key,
-            type=observed_type(seen),
-            count=sum(n for kind, n in seen.items() if kind != "null"),
-            kinds=seen,
+        counts = ", ".join(f"countIf(kind = '{kind}')" for kind in KINDS)
+        sql = f"""
+            SELECT key, {counts}, {ALL_DATES.format(values="groupArrayIf(kv.2, kind = 'string')")}
+            FROM (SELECT kv.1 AS key, kv, {kind_sql("kv.2")} AS kind
+                  FROM ({person_rows(query.event, params)}) ARRAY JOIN JSONExtractKeysAndValuesRaw(pp) AS kv)
+            {where(conditions)} GROUP BY key"""
+    found = []
+    for key, *seen, dates in await clickhouse.query(sql, params, timeout=timeout):
+        kinds = {kind: int(n) for kind, n in zip(KINDS, seen, strict=True) if n}
+        if dates and set(kinds) - {"null"} == {"string"}:
+            kinds["datetime"], kinds["string"] = kinds.pop("string"), 0
+        counted = {kind: n for kind, n in kinds.items() if n}
+        found.append(
+            PropertySeen(
+                property=key,
+                type=observed_type(counted),
+                count=sum(n for kind, n in counted.items() if kind != "null"),
+                kinds=counted,
+            )
         )
-        for key, seen in kinds.items()
-    ]
     found.sort(key=lambda p: (-p.count, p.property))
     return PropertiesResponse(properties=found[: query.limit])
 
@@ -148,26 +168,34 @@ async def list_values(
         "limit": query.limit,
         **({"search": query.search} if query.search else {}),
     }
-    conditions = ["key = {key:String}"]
     if query.source == "event":
+        conditions = ["key = {key:String}"]
         if query.event:
             params["event"] = query.event
             conditions.append("event = {event:String}")
-        source = f"SELECT kind, number, text, seen FROM {VALUE_CATALOGUE} {where(conditions)}"
+        merged = TOP_STATE.replace("approx_top_k", "approx_top_kMerge")
+        source = f"""
+            SELECT value.1 AS kind, value.2 AS number, value.3 AS text, sum(seen.2) AS count,
+                   sum(seen.3) AS error
+            FROM (SELECT seen, {pt.bucket("seen.1")} AS value
+                  FROM (SELECT arrayJoin({merged}(top)) AS seen
+                        FROM {PROPERTY_CATALOGUE} {where(conditions)}))
+            GROUP BY kind, number, text"""
     else:
         source = f"""
-            SELECT value.1 AS kind, value.2 AS number, value.3 AS text, toUInt64(1) AS seen
+            SELECT value.1 AS kind, value.2 AS number, value.3 AS text, count() AS count, toUInt64(0) AS error
             FROM (SELECT {pt.bucket(pt.raw("pp", "{key:String}"))} AS value
                   FROM ({person_rows(query.event, params)}))
-            WHERE kind != {pt.BUCKET_NONE}"""
+            WHERE kind != {pt.BUCKET_NONE}
+            GROUP BY kind, number, text"""
     search = f"WHERE {SEARCH.format(column=VALUE_TEXT)}" if query.search else ""
     sql = f"""
-        SELECT kind, number, text, sum(seen) AS count FROM ({source}) {search}
-        GROUP BY kind, number, text ORDER BY count DESC, kind, number, text LIMIT {{limit:UInt32}}"""
+        SELECT kind, number, text, count, error FROM ({source}) {search}
+        ORDER BY count DESC, kind, number, text LIMIT {{limit:UInt32}}"""
     rows = await clickhouse.query(sql, params, timeout=timeout)
     values = []
-    for kind, number, text, count in rows:
+    for kind, number, text, count, error in rows:
         value = pt.bucket_value(int(kind), float(number), str(text))
         if value is not None:
-            values.append(ValueSeen(value=value, count=int(count)))
+            values.append(ValueSeen(value=value, count=int(count), error=int(error)))
     return ValuesResponse(property=name, values=values)

@@ -76,17 +76,17 @@ async def test_values_most_frequent_first_as_typed_json(clickhouse: ClickHouse) 
     assert answer == {
         "property": "plan",
         "values": [
-            {"value": 1, "count": 2},  # 1 and 1.0 are one value, as for filters and breakdowns
-            {"value": "pro", "count": 2},
-            {"value": "1", "count": 1},
-            {"value": True, "count": 1},
+            {"value": 1, "count": 2, "error": 0},  # 1 and 1.0 are one value, as for filters and breakdowns
+            {"value": "pro", "count": 2, "error": 0},
+            {"value": "1", "count": 1, "error": 0},
+            {"value": True, "count": 1, "error": 0},
         ],
     }
     assert (await get(clickhouse, "/properties/plan/values", search="FR"))["values"] == [
-        {"value": "free", "count": 1}
+        {"value": "free", "count": 1, "error": 0}
     ]
     assert (await get(clickhouse, "/properties/plan/values", search="tru"))["values"] == [
-        {"value": True, "count": 1}
+        {"value": True, "count": 1, "error": 0}
     ]
 
 
