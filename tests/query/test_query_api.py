@@ -146,6 +146,7 @@ BAD_QUERIES: list[tuple[dict[str, Any], str]] = [
     ({"end_date": "yesterday"}, "end_date"),
     ({"end_date": "2200-01-01"}, "end_date"),
     ({"start_event": "x" * 201}, "start_event"),
+    ({"timezone": "Mars/Base"}, "timezone"),
 ]
 
 
