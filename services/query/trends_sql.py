@@ -128,57 +128,59 @@ def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> s
         GROUP BY j, raw_bk"""
     by_day = "day" if math == "dau" else "toInt64(0)"
     return f"""
-        SELECT {head}, slot.1.1 AS k1, slot.1.2 AS k2, slot.2 AS is_total, {by_day} AS day, raw_bk, {pieces}
+        SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day, raw_bk, {pieces}
         FROM ({rows})
-        ARRAY JOIN [(tb, toUInt8(0)), ((toInt64(0), toInt64(0)), toUInt8(1))] AS slot
-        GROUP BY k1, k2, is_total, day, raw_bk"""
+        GROUP BY k1, k2, day, raw_bk"""
 
 
-def rank_value_sql(spec: SeriesSpec, last: tuple[int, int]) -> str:
-    """On stage-1 rows of the first series' range: its exact total for the row's value, as
-    Decimal256(24), to be summed over the value's rows (zero on rows that do not carry it)."""
+def rank_sql(spec: SeriesSpec, last: tuple[int, int]) -> str:
+    """A window expression over stage-1 rows: the first series' exact total over the range for the
+    row's breakdown value, as Decimal256(24) (its buckets' states merged)."""
     math = spec.math
-    carries = "is_total = 1"
+    mine = "series = 0 AND period = 0"
+    window = "OVER (PARTITION BY raw_bk)"
+    persons = f"uniqExactMergeIf(persons, {mine}) {window}"
     if math in ACTIVE_DAYS:
-        carries = f"k1 = {last[0]} AND k2 = {last[1]}"
-        value = "finalizeAggregation(persons)"
+        value = f"sumIf(finalizeAggregation(persons), {mine} AND k1 = {last[0]} AND k2 = {last[1]}) {window}"
     elif math == "total":
-        value = "events"
-    elif math in ("unique_persons", "dau"):  # dau: the days' persons summed (the days are the same)
-        value = "finalizeAggregation(persons)"
+        value = f"sumIf(events, {mine}) {window}"
+    elif math == "unique_persons":
+        value = persons
+    elif math == "dau":  # the days' persons summed (every value has the same days)
+        value = f"sumIf(finalizeAggregation(persons), {mine}) {window}"
     elif math == "per_person_avg":
-        value = (
-            "if(finalizeAggregation(persons) = 0, 0, toDecimal256(events, 24) / finalizeAggregation(persons))"
-        )
+        value = f"if({persons} = 0, 0, toDecimal256(sumIf(events, {mine}) {window}, 24) / {persons})"
     elif math == "sum":
-        value = "dsum"
+        value = f"sumIf(dsum, {mine}) {window}"
     elif math == "avg":
-        value = "if(numbers = 0, 0, toDecimal256(dsum, 24) / numbers)"
+        numbers = f"sumIf(numbers, {mine}) {window}"
+        value = f"if({numbers} = 0, 0, toDecimal256(sumIf(dsum, {mine}) {window}, 24) / {numbers})"
     elif math in ("min", "max"):
-        value = f"coalesce({'low' if math == 'min' else 'high'}, 0)"
+        found = f"{math}If({'low' if math == 'min' else 'high'}, {mine}) {window}"
+        value = f"coalesce({found}, 0)"
     else:
         p, q = QUANTILES[math]
-        xs = "arraySort(xs)"
+        xs = f"arraySort(groupArrayArrayIf(xs, {mine}) {window})"
         lo, hi = quantile_pick(p, q, False, xs), quantile_pick(p, q, True, xs)
-        rem = f"((length(xs) - 1) * {p} % {q})"
+        rem = f"((length({xs}) - 1) * {p} % {q})"
         value = (
-            f"if(length(xs) = 0, 0, toDecimal256({lo}, 24) + (toDecimal256({hi}, 24) - {lo}) * {rem} / {q})"
+            f"if(length({xs}) = 0, 0, toDecimal256({lo}, 24) + (toDecimal256({hi}, 24) - {lo}) * {rem} / {q})"
         )
-    return f"if(series = 0 AND period = 0 AND {carries}, toDecimal256({value}, 24), toDecimal256(0, 24))"
+    return f"toDecimal256({value}, 24)"
 
 
 def ranked_sql(states: str, spec: SeriesSpec, last: tuple[int, int]) -> str:
     """Stage 2: each stage-1 row with `bk`, its value or OTHER beyond the top values."""
-    value = f"sum({rank_value_sql(spec, last)}) OVER (PARTITION BY raw_bk)"
     current = "max(period = 0) OVER (PARTITION BY raw_bk)"
     return f"""
         SELECT *, if(in_range AND place <= {TOP_BREAKDOWN_VALUES}, raw_bk, {OTHER}) AS bk
         FROM (SELECT *, dense_rank() OVER (ORDER BY in_range DESC, r DESC, raw_bk) AS place
-              FROM (SELECT *, {value} AS r, {current} AS in_range FROM ({states})))"""
+              FROM (SELECT *, {rank_sql(spec, last)} AS r, {current} AS in_range FROM ({states})))"""
 
 
 def merged_sql(ranked: str, specs: list[SeriesSpec]) -> str:
-    """Stage 3: the states merged per bucket and value, summed over the days; the quantiles' two values."""
+    """Stage 3: the states merged per bucket and value (and per value for the whole period, the
+    total), summed over the days; the quantiles' two values."""
     picks: dict[str, list[str]] = {"lo": [], "hi": []}
     for i, spec in enumerate(specs):
         if spec.math in QUANTILES:
@@ -187,15 +189,24 @@ def merged_sql(ranked: str, specs: list[SeriesSpec]) -> str:
             picks["lo"].append(f"series = {i}, {quantile_pick(p, q, False, xs)}")
             picks["hi"].append(f"series = {i}, {quantile_pick(p, q, True, xs)}")
     lo, hi = (f"multiIf({', '.join(found)}, {NO_NUMBER})" if found else NO_NUMBER for found in picks.values())
+    sums = "sum(events) AS events, sum(dsum) AS dsum, sum(numbers) AS numbers, sum(skipped) AS skipped"
+    extremes = "min(low) AS low, max(high) AS high, groupArrayArray(xs) AS xs"
+    per_bucket = f"""
+        SELECT series, period, k1 AS b1, k2 AS b2, day, bk, {sums}, uniqExactMergeState(persons) AS persons,
+               {extremes}
+        FROM ({ranked})
+        GROUP BY series, period, b1, b2, day, bk"""
+    per_day = f"""
+        SELECT series, period, slot.1 AS k1, slot.2 AS k2, slot.3 AS is_total, day, bk, {sums},
+               uniqExactMerge(persons) AS persons, {extremes}
+        FROM ({per_bucket})
+        ARRAY JOIN [(b1, b2, toUInt8(0)), (toInt64(0), toInt64(0), toUInt8(1))] AS slot
+        GROUP BY series, period, k1, k2, is_total, day, bk"""
     return f"""
         SELECT series, period, k1, k2, is_total, bk, sum(events) AS events, sum(persons) AS persons,
                sum(dsum) AS dsum, sum(numbers) AS numbers, sum(skipped) AS skipped,
                {lo} AS lo, {hi} AS hi, min(low) AS low, max(high) AS high
-        FROM (SELECT series, period, k1, k2, is_total, day, bk, sum(events) AS events,
-                     uniqExactMerge(persons) AS persons, sum(dsum) AS dsum, sum(numbers) AS numbers,
-                     sum(skipped) AS skipped, min(low) AS low, max(high) AS high, groupArrayArray(xs) AS xs
-              FROM ({ranked})
-              GROUP BY series, period, k1, k2, is_total, day, bk)
+        FROM ({per_day})
         GROUP BY series, period, k1, k2, is_total, bk"""
 
 
