@@ -7,13 +7,14 @@ for weekly_active / monthly_active, which look back), with the person, the local
 key, the breakdown bucket, the property read for arithmetic (`x`, NULL when not a usable number) and
 whether a set value was skipped (`bad`). Then, in stages over small intermediate rows:
 
-1. `states`: per time bucket (and once for the whole period, `is_total`; per day too for dau), and per
-   raw breakdown value: counts, sums, mins, maxes, the numbers themselves for quantiles, and persons
-   as a uniqExact *state*, so that values merged into "Other" count each person once;
+1. `states`: per time bucket (per day too for dau) and raw breakdown value: counts, sums, mins, maxes,
+   the numbers themselves for quantiles, and persons as a uniqExact *state*, so that buckets merge
+   into the period's total, and values into "Other", counting each person once;
 2. `ranked`: with a breakdown, the first series' exact total per value over the range (window
-   functions over stage 1), and the top 25 of the values seen in the range (ties by the bucket order);
-   every other value becomes OTHER;
-3. the states merged per (bucket, value or OTHER, day), then summed over the days.
+   functions merging its buckets' states), and the top 25 of the values seen in the range (ties by the
+   bucket order); every other value becomes OTHER;
+3. the states merged per (bucket, value or OTHER, day) and per (value, day) for the total
+   (`is_total`), then summed over the days.
 
 The answer's rows are (series, period, k1, k2, is_total, bk, events, persons, dsum, numbers, skipped,
 lo, hi, low, high), carrying what each math needs; trends.py turns them into exact values: counts,
