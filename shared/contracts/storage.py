@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from shared.contracts import catalogue
+
 EVENTS_TABLE = "analytics_events"
 SNAPSHOTS_TABLE = "metrics_snapshots"
 # Every user's active days, rebuilt by ACTIVE_DAYS_REFRESH (why and how: schema.sql).
@@ -36,8 +38,6 @@ def schema_text() -> str:
 def schema_statements(database: str) -> list[str]:
     """The DDL of schema.sql for one database, statement by statement, then the schema catalogue's
     (built from the typing rule's SQL: catalogue.py)."""
-    from shared.contracts import catalogue  # it reads the tables named here
-
     lines = [line for line in schema_text().splitlines() if not line.strip().startswith("--")]
     statements = [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
     return statements + catalogue.table_statements(database)
