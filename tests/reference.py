@@ -4,6 +4,7 @@ that the tests also load into ClickHouse or post to the API. Duplicates collapse
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Iterable
@@ -16,8 +17,17 @@ from typing import Any
 
 import orjson
 
+from services.stream.persons import load_in_bulk
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
+from shared.contracts.events import StoredEvent
+from shared.contracts.storage import (
+    DISTINCT_IDS_TABLE,
+    EVENTS_TABLE,
+    LINKS_TABLE,
+    OVERRIDES_TABLE,
+    PERSON_NUMBERS,
+    PROPERTY_UPDATES_TABLE,
+)
 
 TOP_VALUES = 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,6 +44,8 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     received_at: datetime | None = None
+    linked_ids: list[str] = field(default_factory=list)
+    source: str = "api"
 
     @property
     def ms(self) -> int:
@@ -51,6 +63,19 @@ class Event:
             "source": "api",
         }
 
+    def message(self) -> dict[str, Any]:
+        """The event as it travels on the events topic."""
+        return {
+            "event_id": str(self.event_id),
+            "event": self.event,
+            "user_id": self.user_id,
+            "timestamp": self.timestamp.isoformat(),
+            "received_at": (self.received_at or self.timestamp).isoformat(),
+            "properties": self.properties,
+            "source": self.source,
+            "linked_ids": self.linked_ids,
+        }
+
     def posted(self) -> dict[str, Any]:
         """The event as a client posts it to /api/v1/events."""
         return {
@@ -60,6 +85,13 @@ class Event:
             "properties": self.properties,
             "event_id": str(self.event_id),
         }
+
+
+async def clear(clickhouse: ClickHouse) -> None:
+    """Forget every stored event and person (between examples of a hypothesis test)."""
+    for table in (EVENTS_TABLE, DISTINCT_IDS_TABLE, LINKS_TABLE, OVERRIDES_TABLE, PROPERTY_UPDATES_TABLE):
+        await clickhouse.command(f"TRUNCATE TABLE {table}")
+    await clickhouse.command(f"SYSTEM RELOAD DICTIONARY {clickhouse.database}.{PERSON_NUMBERS}")
 
 
 def clickhouse_time(moment: datetime) -> str:
@@ -76,10 +108,11 @@ def ev(event: str, user: str, when: str | datetime, **properties: Any) -> Event:
 
 
 async def load(clickhouse: ClickHouse, events: Iterable[Event]) -> None:
-    """Insert events as one JSONEachRow block, the way the stream loader does."""
-    block = b"".join(orjson.dumps(e.row()) + b"\n" for e in events)
-    if block:
-        await clickhouse.insert_json_rows(EVENTS_TABLE, block)
+    """Store events as the stream loader stores a batch (their distinct ids numbered in bulk), with
+    their links and property updates, and bring the persons up to date."""
+    stored = [StoredEvent.model_validate(e.message()) for e in events]
+    if stored:
+        await load_in_bulk(clickhouse, stored)
 
 
 def received(e: Event) -> datetime:
@@ -96,6 +129,44 @@ def deduplicated(events: Iterable[Event]) -> list[Event]:
         if key not in kept or received(e) >= received(kept[key]):
             kept[key] = e
     return list(kept.values())
+
+
+# --- persons ----------------------------------------------------------------------------------------
+
+
+def person_keys(events: Iterable[Event]) -> dict[str, str]:
+    """Every distinct id's person key, as the README defines it: each id's outgoing link is the earliest
+    (by timestamp, then event_id, then target id and event name) link from it; the key is where
+    following outgoing links ends, or the smallest id of the cycle it runs into. A link's time is its
+    event's (the copy received last)."""
+    copies: dict[tuple[str, str, str, uuid.UUID], Event] = {}
+    for e in events:
+        for linked in e.linked_ids:
+            identity = (linked, e.user_id, e.event, e.event_id)
+            if identity not in copies or received(e) >= received(copies[identity]):
+                copies[identity] = e
+    outgoing: dict[str, tuple[datetime, uuid.UUID, str, str]] = {}
+    for (linked, to, event, event_id), e in copies.items():
+        candidate = (e.timestamp, event_id, to, event)  # two events may share an id: to, then event
+        if linked not in outgoing or candidate < outgoing[linked]:
+            outgoing[linked] = candidate
+    ids = {e.user_id for e in events} | {identity[0] for identity in copies}
+
+    def key(distinct_id: str) -> str:
+        path: list[str] = []
+        while distinct_id in outgoing and distinct_id not in path:
+            path.append(distinct_id)
+            distinct_id = outgoing[distinct_id][2]
+        return min(path[path.index(distinct_id) :]) if distinct_id in path else distinct_id
+
+    return {distinct_id: key(distinct_id) for distinct_id in ids}
+
+
+def by_person(events: Iterable[Event]) -> list[Event]:
+    """The deduplicated events, each under its person's key instead of its distinct id."""
+    events = list(events)
+    keys = person_keys(events)
+    return [dataclasses.replace(e, user_id=keys[e.user_id]) for e in deduplicated(events)]
 
 
 # --- property filters -------------------------------------------------------------------------------
@@ -218,7 +289,7 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     """The funnel response for `request` (the API's JSON body) over `events`."""
     start = datetime.combine(date.fromisoformat(request["start_date"]), datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(date.fromisoformat(request["end_date"]), datetime.min.time(), tzinfo=UTC)
-    in_range = [e for e in deduplicated(events) if start <= e.timestamp < end + timedelta(days=1)]
+    in_range = [e for e in by_person(events) if start <= e.timestamp < end + timedelta(days=1)]
     steps = step_list(request)
     window = request.get("window_seconds", 14 * 86400) * 1000
     mode = request.get("mode", "ordered")
@@ -289,7 +360,7 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     starts = [period_of(end, period_type)]
     while len(starts) < count:
         starts.insert(0, previous_period(starts[0], period_type))
-    known = [e for e in deduplicated(events) if e.timestamp.date() <= end]
+    known = [e for e in by_person(events) if e.timestamp.date() <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
     for user in {e.user_id for e in known}:
@@ -373,6 +444,6 @@ def metrics_of_day(events: list[Event], day: date) -> dict[str, float]:
 
 def metrics(events: Iterable[Event], start: date, end: date) -> dict[tuple[date, str], float]:
     """(day, metric) -> value over [start, end]."""
-    unique = deduplicated(events)
+    unique = by_person(events)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     return {(day, name): float(value) for day in days for name, value in metrics_of_day(unique, day).items()}

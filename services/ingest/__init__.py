@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.middleware import Middleware
 
-from services.ingest import routes, segment
+from services.ingest import identify, routes, segment
 from services.ingest.direct_route import DirectRoute, Endpoint
 from services.ingest.settings import IngestSettings
 from shared.component import BaseComponent, Resources
@@ -32,7 +32,11 @@ class IngestComponent(BaseComponent):
         return self.settings.ack_timeout_seconds
 
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.settings, self.post_events), segment.build_router()]
+        return [
+            routes.build_router(self.settings, self.post_events),
+            identify.build_router(),
+            segment.build_router(),
+        ]
 
     def middleware(self) -> list[Middleware]:
         """The single-event hot path skips the framework's router (services/ingest/direct_route.py)."""

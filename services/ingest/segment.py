@@ -15,7 +15,12 @@ from services.ingest.body import parse_json, read_body
 from services.ingest.intake import ingest_items
 from shared.auth import Role, basic_username, bearer_token
 from shared.contracts.events import AcceptedEvent, IncomingEvent, as_utc
-from shared.contracts.limits import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
+from shared.contracts.limits import (
+    MAX_EVENT_NAME_LENGTH,
+    MAX_ID_LENGTH,
+    SEGMENT_MAX_BATCH_BYTES,
+    SEGMENT_MAX_EVENT_BYTES,
+)
 from shared.deps import authorize, producer_of, topics_of
 from shared.errors import InvalidRequest
 from shared.http import ERROR_RESPONSES
@@ -106,7 +111,13 @@ def segment_event(call: Any, received_at: datetime) -> AcceptedEvent:
         properties=call_properties(call),
         event_id=event_id(call),
     )
-    return incoming.accept(received_at, source="segment")
+    # An alias says previousId is now userId: a link (an anonymous id beside the user id is one too).
+    previous = stringify(call.get("previousId")) if call.get("type") == "alias" else None
+    if previous is not None and len(previous) > MAX_ID_LENGTH:
+        raise ValueError(f"previousId: must be at most {MAX_ID_LENGTH} characters")
+    if previous is not None and incoming.user_id is None:
+        raise ValueError("userId: an alias call needs the userId that previousId becomes")
+    return incoming.accept(received_at, source="segment", links_from=[previous] if previous else [])
 
 
 def with_batch_context(body: dict[str, Any]) -> list[Any]:

@@ -15,7 +15,6 @@ from services.query import cohort_sql
 from services.query.cohort import CohortRequest, run_cohort
 from shared.clickhouse import ClickHouse
 from shared.contracts.storage import ACTIVE_DAYS_TABLE as SUMMARY_TABLE
-from shared.contracts.storage import EVENTS_TABLE
 from shared.errors import QueryFailed
 from tests import reference
 from tests.reference import Event, at, ev, load
@@ -55,7 +54,7 @@ async def load_before_the_build(clickhouse: ClickHouse, events: list[Event]) -> 
 
 
 async def rebuild_summary(clickhouse: ClickHouse) -> None:
-    view = f"{clickhouse.database}.user_active_days_refresh"
+    view = f"{clickhouse.database}.user_active_days_rebuild"
     await clickhouse.command(f"SYSTEM REFRESH VIEW {view}")
     await clickhouse.command(f"SYSTEM WAIT VIEW {view}")
 
@@ -77,7 +76,8 @@ async def test_the_summary_answers_for_users_unchanged_since_it_was_built(clickh
     await answers_match_reference(clickhouse, events)
     # A user only the summary knows is counted: the summary, not a scan, answered.
     await clickhouse.command(
-        f"INSERT INTO {SUMMARY_TABLE} SELECT 'ghost', [19363], max(built_at) FROM {SUMMARY_TABLE}"
+        f"INSERT INTO {SUMMARY_TABLE} (user_id, days, built_at) "
+        f"SELECT 'ghost', [19363], max(built_at) FROM {SUMMARY_TABLE}"
     )
     answer = await run_cohort(clickhouse, CohortRequest(**QUESTIONS[0]), timeout=30)
     assert answer.cohorts[0].users == reference.cohorts(events, QUESTIONS[0])["cohorts"][0]["users"] + 1
@@ -102,7 +102,7 @@ async def test_copies_that_move_events_and_new_events_after_the_build_count_once
 async def test_a_summary_older_than_every_stored_row_is_ignored(clickhouse: ClickHouse) -> None:
     await load_before_the_build(clickhouse, sample_events())
     await rebuild_summary(clickhouse)
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     events = [ev("open", "u9", "2023-01-03 10:00"), ev("open", "u9", "2023-01-18 10:00")]
     await load(clickhouse, events)
     await answers_match_reference(clickhouse, events)
@@ -116,7 +116,8 @@ async def test_rows_of_another_build_than_the_changed_users_were_found_with_stop
     await load_before_the_build(clickhouse, sample_events())
     await rebuild_summary(clickhouse)
     await clickhouse.command(
-        f"INSERT INTO {SUMMARY_TABLE} SELECT 'old', [19363], max(built_at) - 600 FROM {SUMMARY_TABLE}"
+        f"INSERT INTO {SUMMARY_TABLE} (user_id, days, built_at) "
+        f"SELECT 'old', [19363], max(built_at) - 600 FROM {SUMMARY_TABLE}"
     )
     with pytest.raises(QueryFailed) as failure:
         await run_cohort(clickhouse, CohortRequest(**QUESTIONS[0]), timeout=30)
