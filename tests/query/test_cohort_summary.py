@@ -122,3 +122,25 @@ async def test_rows_of_another_build_than_the_changed_users_were_found_with_stop
     with pytest.raises(QueryFailed) as failure:
         await run_cohort(clickhouse, CohortRequest(**QUESTIONS[0]), timeout=30)
     assert cohort_sql.SUMMARY_SWAPPED in str(failure.value.__cause__)
+
+
+async def test_a_merge_of_two_ids_whose_days_differ_stays_exact_after_a_rebuild(
+    clickhouse: ClickHouse,
+) -> None:
+    """The summary keeps one row per distinct id; a merge changes none of them, the cohort groups the
+    merged person's rows when it reads them, so nothing needs invalidating."""
+    events = sample_events() + [
+        ev("open", "anon", "2022-12-31 10:00"),
+        ev("open", "anon", "2023-01-17 10:00"),
+    ]
+    await load_before_the_build(clickhouse, events)
+    await rebuild_summary(clickhouse)
+    unmerged = await answers_match_reference(clickhouse, events)
+    # u2 signs in on the anonymous device: anon's days (Dec 31, Jan 17) join u2's (Jan 5, Jan 20).
+    link = dataclasses.replace(ev("signup", "u2", "2023-01-05 01:00"), linked_ids=["anon"])
+    await load(clickhouse, [link])
+    merged = await answers_match_reference(clickhouse, [*events, link])
+    assert merged != unmerged
+    await asyncio.sleep(1.1)
+    await rebuild_summary(clickhouse)  # and after the next rebuild, with every row unchanged again
+    assert await answers_match_reference(clickhouse, [*events, link]) == merged
