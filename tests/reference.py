@@ -26,6 +26,8 @@ from shared.contracts.storage import (
     LINKS_TABLE,
     OVERRIDES_TABLE,
     PERSON_NUMBERS,
+    PERSON_PROPERTIES_INDEX,
+    PERSON_PROPERTIES_TABLE,
     PROPERTY_UPDATES_TABLE,
 )
 
@@ -89,7 +91,16 @@ class Event:
 
 async def clear(clickhouse: ClickHouse) -> None:
     """Forget every stored event and person (between examples of a hypothesis test)."""
-    for table in (EVENTS_TABLE, DISTINCT_IDS_TABLE, LINKS_TABLE, OVERRIDES_TABLE, PROPERTY_UPDATES_TABLE):
+    tables = (
+        EVENTS_TABLE,
+        DISTINCT_IDS_TABLE,
+        LINKS_TABLE,
+        OVERRIDES_TABLE,
+        PROPERTY_UPDATES_TABLE,
+        PERSON_PROPERTIES_TABLE,
+        PERSON_PROPERTIES_INDEX,
+    )
+    for table in tables:
         await clickhouse.command(f"TRUNCATE TABLE {table}")
     await clickhouse.command(f"SYSTEM RELOAD DICTIONARY {clickhouse.database}.{PERSON_NUMBERS}")
 

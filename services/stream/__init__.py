@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from services.stream import person_properties
 from services.stream.deletions import carry_out_deletions
 from services.stream.faust_app import build_faust_app
 from services.stream.live_counts import register_live_counts
@@ -43,6 +44,8 @@ class StreamComponent(BaseComponent):
         self.resolver = Resolver(clickhouse)
         await self.resolver.rebuild()
         persons = PersonsRecorder(clickhouse, self.resolver, self.settings.known_ids_capacity)
+        await persons.refresh_properties(set())  # persons whose members changed while we were away
+        await person_properties.rebuild_index(clickhouse)
         common, topics = resources.settings, resources.topics
         self.app = build_faust_app(
             common.kafka_bootstrap_servers, topics.loader_group, self.settings, data_dir=common.data_dir
@@ -68,6 +71,7 @@ class StreamComponent(BaseComponent):
             await asyncio.sleep(self.settings.persons_sync_seconds)
             try:
                 await self.resolver.sync(all_unnumbered=True)
+                await persons.refresh_properties(set())
                 await carry_out_deletions(clickhouse, persons, self.loader.between_batches)
             except Exception:  # noqa: BLE001 - retried next round
                 log.exception("persons round failed; retrying")

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date
 
+from services.stream import person_properties
 from services.stream.persons import PersonsRecorder
 from shared.clickhouse import ClickHouse
 from shared.contracts.persons import DELETION_COLUMNS, EVENTS_DELETED, PENDING, DeletionRecord
@@ -24,6 +25,7 @@ from shared.contracts.storage import (
     EVENTS_TABLE,
     LINKS_TABLE,
     OVERRIDES_TABLE,
+    PERSON_PROPERTIES_TABLE,
     PROPERTY_UPDATES_TABLE,
 )
 
@@ -58,6 +60,7 @@ async def delete_rows(clickhouse: ClickHouse, distinct_ids: Sequence[str]) -> li
         (PROPERTY_UPDATES_TABLE, "distinct_id IN {ids:Array(String)}"),
         (DISTINCT_IDS_TABLE, "distinct_id IN {ids:Array(String)}"),
         (OVERRIDES_TABLE, "distinct_id IN {ids:Array(String)} OR person_key IN {ids:Array(String)}"),
+        (PERSON_PROPERTIES_TABLE, "person_key IN {ids:Array(String)}"),
     ):
         await clickhouse.command(f"DELETE FROM {table} WHERE {where}", ids)
     return sorted(days)
@@ -73,6 +76,8 @@ async def carry_out_deletions(
             days = await delete_rows(clickhouse, deletion.distinct_ids)
             persons.forget(deletion.distinct_ids)
             await persons.resolver.rebuild()
+            await persons.refresh_properties(set())  # the persons the deletion split
+            await person_properties.rebuild_index(clickhouse)
         await clickhouse.insert_json_rows(DELETIONS_TABLE, deletion.advanced(EVENTS_DELETED, days).row())
         log.info(
             "deleted person %s (%d distinct ids, events on %d days)",

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from services.stream import person_properties
 from services.stream.resolver import Resolver
 from shared.clickhouse import ClickHouse
 from shared.contracts.events import StoredEvent
@@ -165,12 +166,20 @@ class PersonsRecorder:
             await self.clickhouse.insert_json_rows(PROPERTY_UPDATES_TABLE, updates_block(batch.updates))
 
     async def resolve(self, batch: PersonsBatch) -> None:
-        """Step 4: the resolver takes the batch's numbers and links."""
+        """Step 4: the resolver takes the batch's numbers and links; then the properties of every
+        person an update or a merge changed are merged again."""
         concerned = self.resolver.note_numbers(batch.fresh)
         if batch.links:
             await self.resolver.sync()
         if concerned:
             await self.resolver.write(concerned)
+        await self.refresh_properties({self.resolver.key_of(u.distinct_id) for _, u in batch.updates})
+
+    async def refresh_properties(self, keys: set[str]) -> None:
+        """The properties of these persons, and of every person whose members changed meanwhile."""
+        keys |= self.resolver.take_moved_keys()
+        if keys:
+            await person_properties.refresh(self.clickhouse, self.resolver, keys)
 
 
 def links_block(links: Iterable[Link]) -> bytes:
@@ -271,3 +280,4 @@ async def load_in_bulk(clickhouse: ClickHouse, events: Sequence[StoredEvent]) ->
     recorder = PersonsRecorder(clickhouse, Resolver(clickhouse))
     await recorder.store(batch)
     await recorder.resolver.rebuild()
+    await recorder.refresh_properties({recorder.resolver.key_of(u.distinct_id) for _, u in batch.updates})

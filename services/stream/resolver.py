@@ -41,6 +41,7 @@ class LinkGraph:
     outgoing: dict[str, Link] = field(default_factory=dict)
     incoming: dict[str, set[str]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)  # key -> the ids whose key it is
 
     def add(self, links: Iterable[Link]) -> set[str]:
         """Take links (new ones, or copies of known ones); the ids whose person key changed."""
@@ -51,8 +52,10 @@ class LinkGraph:
                 continue
             self.copies[link.identity] = link
             self.candidates.setdefault(link.from_id, set()).add(link.identity)
-            self.keys.setdefault(link.to_id, link.to_id)
-            self.keys.setdefault(link.from_id, link.from_id)
+            for distinct_id in (link.to_id, link.from_id):
+                if distinct_id not in self.keys:
+                    self.keys[distinct_id] = distinct_id
+                    self.members.setdefault(distinct_id, set()).add(distinct_id)
             if self.choose_outgoing(link.from_id):
                 moved.add(link.from_id)
         return self.rekey(moved)
@@ -66,7 +69,9 @@ class LinkGraph:
             if self.choose_outgoing(link.from_id):
                 moved.add(link.from_id)
         for distinct_id in distinct_ids:
-            self.keys.pop(distinct_id, None)
+            key = self.keys.pop(distinct_id, None)
+            if key is not None:
+                self.members.get(key, set()).discard(distinct_id)
             moved.discard(distinct_id)
         return self.rekey(moved) - distinct_ids
 
@@ -100,13 +105,21 @@ class LinkGraph:
         changed = set()
         for distinct_id in upstream:
             key = walk(distinct_id, nexts)
-            if self.keys.get(distinct_id) != key:
+            previous = self.keys.get(distinct_id)
+            if previous != key:
+                if previous is not None:
+                    self.members[previous].discard(distinct_id)
                 self.keys[distinct_id] = key
+                self.members.setdefault(key, set()).add(distinct_id)
                 changed.add(distinct_id)
         return changed
 
     def key_of(self, distinct_id: str) -> str:
         return self.keys.get(distinct_id, distinct_id)
+
+    def members_of(self, key: str) -> set[str]:
+        """Every id of the person with this key (the key itself included)."""
+        return self.members.get(key) or {key}
 
 
 class NextIds(Mapping[str, str]):
@@ -143,9 +156,18 @@ class Resolver:
         self.numbers_read_to = EPOCH
         self.written: dict[str, Answer] = {}  # what person_overrides says of each id, as we know it
         self.lock = asyncio.Lock()  # one round at a time: the batch's, the periodic one, a rebuild
+        self.moved_keys: set[str] = set()  # keys whose members or number changed since last taken
 
     def key_of(self, distinct_id: str) -> str:
         return self.graph.key_of(distinct_id)
+
+    def take_moved_keys(self) -> set[str]:
+        """The person keys whose members or number changed since the last call (their properties)."""
+        moved, self.moved_keys = self.moved_keys, set()
+        return moved
+
+    def members_of(self, key: str) -> set[str]:
+        return self.graph.members_of(key)
 
     def progress(self) -> dict[str, Any]:
         """What the resolver knows, for /readyz: links, linked ids, ids still without a number, and the
@@ -250,6 +272,7 @@ class Resolver:
             own = (distinct_id, answer[1], answer[1])  # its own person: what no row at all says
             if self.written.get(distinct_id, own) == answer:
                 continue
+            self.moved_keys |= {self.written.get(distinct_id, own)[0], answer[0]}
             self.written[distinct_id] = answer
             key, did, person = answer
             row = {"distinct_id": distinct_id, "did": did, "person_key": key, "person": person}

@@ -131,6 +131,30 @@ CREATE TABLE IF NOT EXISTS {database}.person_property_updates
 ENGINE = ReplacingMergeTree(received_at)
 ORDER BY (distinct_id, key, once, event_id);
 
+-- Every person's properties (the updates above, merged over the person's ids by the rules of
+-- shared/contracts/persons.py), written by the stream processors whenever an update or a merge changes
+-- a person; the durable copy of the index below, from which it is rebuilt.
+CREATE TABLE IF NOT EXISTS {database}.person_properties
+(
+    person      UInt64,
+    person_key  String,
+    properties  String,
+    version     DateTime64(6, 'UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY person;
+
+-- The same, in memory, for storage.PERSON_PROPERTIES (joinGet by person number, per event row when a
+-- filter or breakdown names a person property). A Join table takes each write as it comes (the newest
+-- row of a person replaces the older), where a dictionary would reload every person at each change.
+CREATE TABLE IF NOT EXISTS {database}.person_properties_index
+(
+    person     UInt64,
+    properties String
+)
+ENGINE = Join(ANY, LEFT, person)
+SETTINGS join_any_take_last_row = 1;
+
 -- Person deletions (DELETE /api/v1/persons/{id}) and their progress: `pending` (asked), `events_deleted`
 -- (the stream processor deleted every row of the ids; `days` are the days those events were on), `done`
 -- (the ETL recomputed those days' snapshots). The latest row of a deletion is its state.

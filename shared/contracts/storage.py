@@ -16,6 +16,8 @@ LINKS_TABLE = "person_links"
 OVERRIDES_TABLE = "person_overrides"
 PERSON_NUMBERS = "person_numbers"  # the dictionary did -> person number over OVERRIDES_TABLE
 PROPERTY_UPDATES_TABLE = "person_property_updates"
+PERSON_PROPERTIES_TABLE = "person_properties"
+PERSON_PROPERTIES_INDEX = "person_properties_index"  # in memory: person number -> properties JSON
 DELETIONS_TABLE = "person_deletions"
 TOMBSTONES_TABLE = "deleted_distinct_ids"
 
@@ -30,9 +32,8 @@ PERSON = f"dictGetOrDefault('{PERSON_NUMBERS}', 'person', did, did)"
 # True for a row whose distinct id belongs to a merged person (two or more distinct ids).
 IN_MERGED_PERSON = f"dictHas('{PERSON_NUMBERS}', did)"
 # The JSON text (an object) of the properties of that row's person, as a SQL expression; filters and
-# breakdowns on person properties read it as they read `properties`. (No person properties exist until
-# identity merges land: an empty object.)
-PERSON_PROPERTIES = "'{}'"
+# breakdowns on person properties read it as they read `properties`.
+PERSON_PROPERTIES = f"coalesce(joinGetOrNull('{PERSON_PROPERTIES_INDEX}', 'properties', {PERSON}), '{{}}')"
 # A date range (`dates.DateRange.parameters()`) on analytics_events.
 RANGE_FILTER = (
     "timestamp >= {range_start:DateTime64(3, 'UTC')} AND timestamp < {range_end:DateTime64(3, 'UTC')}"

@@ -26,6 +26,7 @@ from shared.clickhouse import ClickHouse
 from shared.contracts.dates import DateRange
 from shared.contracts.events import StoredEvent
 from shared.contracts.persons import Link, resolve
+from shared.contracts.storage import EVENTS_TABLE, PERSON_PROPERTIES
 from shared.kafka import partition_of_user
 from tests import reference
 from tests.reference import Event, at
@@ -194,6 +195,11 @@ async def test_person_properties_merge_set_and_set_once_over_ids(clickhouse: Cli
         "referrer": "x",
         "theme": "dark",
     }
+    # Filters read the same properties on every event row of the person, whichever id it came from.
+    rows = await clickhouse.query(
+        f"SELECT user_id, JSONExtractString({PERSON_PROPERTIES}, 'plan') FROM {EVENTS_TABLE} FINAL"
+    )
+    assert sorted(set(rows)) == [("anon", "pro"), ("user", "pro")]
 
 
 @st.composite
