@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 
 import httpx
 import pytest
@@ -57,17 +58,45 @@ ROUTES = [
     ),
     ("GET", "/api/v1/analytics/overview", READ, None),
     ("POST", "/api/v1/analytics/etl/run", ADMIN, {"date": "2023-03-01"}),
+    ("POST", "/api/v1/identify", INGEST, {"anonymous_id": "matrix-anon", "user_id": "matrix-user"}),
+    ("GET", "/api/v1/persons", READ, {"search": "access-"}),
+    ("GET", "/api/v1/persons/{distinct_id}", READ, None),
+    ("GET", "/api/v1/persons/{distinct_id}/events", READ, {"limit": 5}),
+    ("DELETE", "/api/v1/persons/{distinct_id}", ADMIN, None),
+    ("GET", "/api/v1/persons/deletions/{deletion_id}", READ, None),
 ]
+# Persons the matrix reads (and the one it deletes), made before the first test (see `access_system`).
+SEEDED = {"person": "access-anon", "deleted": "access-gone", "deletion_id": ""}
 SEGMENT_PATHS = {path for _, path, _, _ in ROUTES if path.startswith("/v1/")}
 
 
-access_system = module_all_in_one(
+fresh_system = module_all_in_one(
     "access", {"ETL_SCHEDULE_ENABLED": "false", "ANALYTICS_RATE_LIMIT_QUERY": "0"}
 )
 
 
+@pytest.fixture(scope="module")
+def access_system(fresh_system: ServiceProcess) -> ServiceProcess:
+    """The all-in-one process with two persons stored and a deletion recorded."""
+    headers = {"Authorization": f"Bearer {INGEST_KEY}"}
+    for anon, user in (("access-anon", "access-user"), ("access-gone", "access-gone-user"), ("x-1", "x-2")):
+        body = {"anonymous_id": anon, "user_id": user, "timestamp": "2023-03-01T10:00:00Z"}
+        answer = httpx.post(f"{fresh_system.url}/api/v1/identify", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    deadline = time.monotonic() + 60
+    for seeded in ("access-anon", "access-gone", "x-1"):
+        while httpx.get(f"{fresh_system.url}/api/v1/persons/{seeded}", headers=admin).status_code != 200:
+            assert time.monotonic() < deadline, "the seeded persons never arrived"
+            time.sleep(0.3)
+    deletion = httpx.delete(f"{fresh_system.url}/api/v1/persons/x-1", headers=admin)
+    SEEDED["deletion_id"] = deletion.json()["deletion_id"]
+    return fresh_system
+
+
 def call(system: ServiceProcess, method: str, path: str, key: str | None, body: object) -> httpx.Response:
-    path = path.replace("{metric}", "dau")
+    path = path.replace("{metric}", "dau").replace("{deletion_id}", SEEDED["deletion_id"])
+    path = path.replace("{distinct_id}", SEEDED["deleted" if method == "DELETE" else "person"])
     headers: dict[str, str] = {}
     if key is not None:
         if path in SEGMENT_PATHS:
@@ -76,6 +105,8 @@ def call(system: ServiceProcess, method: str, path: str, key: str | None, body: 
             headers["Authorization"] = f"Bearer {key}"
     if method == "GET":
         return httpx.get(system.url + path, params=body or {}, headers=headers, timeout=60)
+    if method == "DELETE":
+        return httpx.delete(system.url + path, headers=headers, timeout=60)
     return httpx.post(system.url + path, json=body, headers=headers, timeout=60)
 
 
