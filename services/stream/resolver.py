@@ -27,8 +27,10 @@ from shared.contracts.storage import DISTINCT_IDS_TABLE, LINKS_TABLE, OVERRIDES_
 
 log = logging.getLogger(__name__)
 
-# A row inserted while the previous read ran may carry an earlier inserted_at than the newest it saw.
-READ_MARGIN_SECONDS = 5
+# A row is stamped (inserted_at) when its insert starts and seen when the insert commits, so a read may
+# see a row stamped before the newest it saw last time; each read goes back this far again (the same
+# margin as the cohort summary's changed ids), and copies already known change nothing.
+READ_MARGIN_SECONDS = 60
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
