@@ -156,9 +156,9 @@ def person_keys(events: Iterable[Event]) -> dict[str, str]:
             identity = (linked, e.user_id, e.event, e.event_id)
             if identity not in copies or received(e) >= received(copies[identity]):
                 copies[identity] = e
-    outgoing: dict[str, tuple[datetime, uuid.UUID, str, str]] = {}
+    outgoing: dict[str, tuple[int, uuid.UUID, str, str]] = {}
     for (linked, to, event, event_id), e in copies.items():
-        candidate = (e.timestamp, event_id, to, event)  # two events may share an id: to, then event
+        candidate = (e.ms, event_id, to, event)  # stored to the millisecond; two events may share an id
         if linked not in outgoing or candidate < outgoing[linked]:
             outgoing[linked] = candidate
     ids = {e.user_id for e in events} | {identity[0] for identity in copies}

@@ -170,7 +170,7 @@ class PersonsRecorder:
         person an update or a merge changed are merged again."""
         concerned = self.resolver.note_numbers(batch.fresh)
         if batch.links:
-            await self.resolver.sync()
+            await self.resolver.add_links(batch.links)
         if concerned:
             await self.resolver.write(concerned)
         await self.refresh_properties({self.resolver.key_of(u.distinct_id) for _, u in batch.updates})

@@ -209,7 +209,11 @@ def linked_events(draw: st.DrawFn) -> list[Event]:
     for _ in range(draw(st.integers(1, 14))):
         user = draw(st.sampled_from(IDS))
         linked = draw(st.lists(st.sampled_from([i for i in IDS if i != user]), max_size=1))
-        moment = T0 + timedelta(days=draw(st.integers(0, 2)), minutes=draw(st.sampled_from([0, 1, 30, 600])))
+        moment = T0 + timedelta(
+            days=draw(st.integers(0, 2)),
+            minutes=draw(st.sampled_from([0, 1, 30, 600])),
+            microseconds=draw(st.sampled_from([0, 0, 400, 900, 1400])),  # stored to the millisecond
+        )
         properties = {"plan": draw(st.sampled_from(["pro", "free"]))} if draw(st.booleans()) else {}
         name = draw(st.sampled_from(["open", "signup", "pay"]))
         events.append(Event(name, user, moment, properties, linked_ids=linked))
