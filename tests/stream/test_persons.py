@@ -261,3 +261,13 @@ async def test_person_level_answers_match_the_reference(
         if metric.name in ("dau", "wau", "mau", "new_users", "stickiness"):
             computed = await runner.compute(metric, period)
             assert computed == {day: expected[(day, metric.name)] for day in period.days()}, metric.name
+
+
+async def test_a_number_forgotten_for_room_is_looked_up_again_unchanged(clickhouse: ClickHouse) -> None:
+    resolver = Resolver(clickhouse)
+    recorder = PersonsRecorder(clickhouse, resolver, capacity=10)
+    events = [StoredEvent.model_validate(journey("e", f"id-{n}", n).message()) for n in range(30)]
+    first = await recorder.prepare(events, [(0, n, 0) for n in range(30)])
+    assert len(recorder.numbers.known) <= 10 and len(first.fresh) == 30
+    again = await recorder.prepare(events, [(1, n, 0) for n in range(30)])  # other positions: no matter
+    assert again.fresh == {} and again.rows == first.rows
