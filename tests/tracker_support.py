@@ -1,0 +1,85 @@
+"""Helpers for the tracker tests (PostHog's and Segment's libraries and protocols): what a running
+system stored, read back from its events topic (the message is the row) and from /stats (each
+event_id once), and the events it dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from deploy.processes import ServiceProcess
+from shared.constants import dead_letter_topic, events_topic
+from tests.pipeline_helpers import is_envelope, stats
+
+Match = Callable[[dict[str, Any]], bool]
+
+
+def topic_items(system: ServiceProcess, topic: str, match: Match, expected: int, timeout: float) -> list[Any]:
+    """Every item on `topic` (an envelope's events one by one) that `match`es, read from the start
+    until `expected` of them arrived, then once more to the end: a duplicate would show."""
+
+    async def consume() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=system.env["KAFKA_BOOTSTRAP_SERVERS"],
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        value = orjson.loads(record.value)
+                        for item in value["events"] if is_envelope(value) else [value]:
+                            if match(item):
+                                found.append(item)
+                if len(found) >= expected and not batch:
+                    break
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(consume())
+
+
+def stored(system: ServiceProcess, user_ids: set[str], expected: int, timeout: float = 60.0) -> list[dict]:
+    """The events of `user_ids` on the system's events topic (what the loader writes to ClickHouse)."""
+    topic = events_topic(system.env["ANALYTICS_TOPIC_PREFIX"])
+    return topic_items(system, topic, lambda e: e.get("user_id") in user_ids, expected, timeout)
+
+
+def dead_letters(system: ServiceProcess, match: Match, expected: int, timeout: float = 30.0) -> list[dict]:
+    topic = dead_letter_topic(system.env["ANALYTICS_TOPIC_PREFIX"])
+    return topic_items(system, topic, match, expected, timeout)
+
+
+def counts_by_event(
+    system: ServiceProcess, names: set[str], expected: int, days: tuple[str, str], timeout: float = 120.0
+) -> dict[str, int]:
+    """/stats' count per event name (each event_id once, read from ClickHouse) once `expected` events
+    of `names` are in; the last answer after `timeout`."""
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        answer = stats(system.url, *days)
+        counts = {e["event"]: e["count"] for e in answer["by_event"] if e["event"] in names}
+        if sum(counts.values()) >= expected:
+            return counts
+        time.sleep(0.3)
+    return counts
+
+
+def days_around_now() -> tuple[str, str]:
+    now = datetime.now(UTC)
+    return (now - timedelta(days=1)).date().isoformat(), (now + timedelta(days=1)).date().isoformat()
