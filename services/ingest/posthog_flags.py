@@ -41,7 +41,8 @@ def remote_config(token: str) -> dict[str, Any]:
         "sessionRecording": False,
         "heatmaps": False,
         "conversations": False,
-        "surveys": False,
+        # No "surveys" key: posthog-js (1.449) loads its surveys script whenever the config names
+        # surveys, even as false; absent, it loads nothing (and this system serves no PostHog script).
         "productTours": False,
         "defaultIdentifiedOnly": True,
         "siteApps": [],
@@ -73,7 +74,7 @@ def no_flags(version: int) -> dict[str, Any]:
 
 def decide_answer(version: int, token: str) -> dict[str, Any]:
     """/decide: the config always, flags in the shape of its version (v4 is /flags v2)."""
-    answer = {**remote_config(token), "config": {"enable_collect_everything": True}}
+    answer = {**remote_config(token), "config": {"enable_collect_everything": True}, "surveys": False}
     answer.update(toolbarParams={}, isAuthenticated=False)
     if version >= 4:
         answer.update(no_flags(2))

@@ -8,6 +8,7 @@ import base64
 import time
 
 import httpx
+import orjson
 import pytest
 import websockets
 
@@ -25,6 +26,14 @@ ALLOWED = {
 }
 EVENT = {"event": "e", "user_id": "u", "timestamp": "2023-03-01T00:00:00Z"}
 SEGMENT_CALL = {"type": "track", "userId": "u", "event": "e"}
+POSTHOG_EVENT = {"event": "e", "distinct_id": "u", "timestamp": "2023-03-01T00:00:00Z"}
+POSTHOG_PATHS = ("/i/v0/e/", "/e/", "/capture/", "/batch/", "/track/")
+# PostHog's paths answer in PostHog's error shape: its codes for our 401 and 403.
+POSTHOG_CODES = {
+    "missing_api_key": "unauthorized",
+    "invalid_api_key": "unauthorized",
+    "permission_denied": "forbidden",
+}
 # (method, path, role, request body or query) for every documented operation.
 ROUTES = [
     ("GET", "/healthz", PUBLIC, None),
@@ -36,6 +45,29 @@ ROUTES = [
     ],
     ("POST", "/v1/batch", INGEST, {"batch": [SEGMENT_CALL]}),
     ("POST", "/v1/import", INGEST, {"batch": [SEGMENT_CALL]}),
+    *[
+        (
+            method,
+            path,
+            INGEST,
+            POSTHOG_EVENT if method == "POST" else {"data": orjson.dumps(POSTHOG_EVENT).decode()},
+        )
+        for path in POSTHOG_PATHS
+        for method in ("POST", "GET")
+    ],
+    *[
+        (method, path, INGEST, {"distinct_id": "u"} if method == "POST" else None)
+        for path in ("/flags/", "/decide/")
+        for method in ("POST", "GET")
+    ],
+    ("GET", "/array/{token}/config", INGEST, None),
+    ("GET", "/array/{token}/config.js", INGEST, None),
+    ("GET", "/v1/projects/{write_key}/settings", INGEST, None),
+    *[
+        ("POST", f"/v1/{kind[0]}", INGEST, {**SEGMENT_CALL, "type": kind, "previousId": "p", "groupId": "g"})
+        for kind in ("track", "page", "identify", "alias", "group", "screen")
+    ],
+    ("POST", "/v1/b", INGEST, {"batch": [SEGMENT_CALL]}),
     ("GET", "/api/v1/analytics/stats", READ, {"start_date": "2023-03-01", "end_date": "2023-03-01"}),
     (
         "POST",
@@ -68,6 +100,7 @@ ROUTES = [
 # Persons the matrix reads (and the one it deletes), made before the first test (see `access_system`).
 SEEDED = {"person": "access-anon", "deleted": "access-gone", "deletion_id": ""}
 SEGMENT_PATHS = {path for _, path, _, _ in ROUTES if path.startswith("/v1/")}
+KEY_IN_PATH = ("{token}", "{write_key}")
 
 
 fresh_system = module_all_in_one(
@@ -98,7 +131,10 @@ def call(system: ServiceProcess, method: str, path: str, key: str | None, body: 
     path = path.replace("{metric}", "dau").replace("{deletion_id}", SEEDED["deletion_id"])
     path = path.replace("{distinct_id}", SEEDED["deleted" if method == "DELETE" else "person"])
     headers: dict[str, str] = {}
-    if key is not None:
+    if any(part in path for part in KEY_IN_PATH):
+        for part in KEY_IN_PATH:
+            path = path.replace(part, key or "no-key-sent")
+    elif key is not None:
         if path in SEGMENT_PATHS:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         else:
@@ -124,15 +160,22 @@ def test_each_route_answers_each_key_as_documented(
 ) -> None:
     for kind, key in KEYS.items():
         response = call(access_system, method, path, key, body)
-        assert response.headers["content-type"].startswith("application/json"), (kind, response.text)
+        script = path.endswith(".js") and kind in ALLOWED[role]
+        content_type = "application/javascript" if script else "application/json"
+        assert response.headers["content-type"].startswith(content_type), (kind, response.text)
         if kind in ALLOWED[role]:
             assert response.status_code < 400, (kind, response.status_code, response.text)
         elif kind in ("none", "unknown"):
             assert response.status_code == 401, (kind, response.text)
-            assert response.json()["error"] == "unauthorized"
+            assert error_of(path, response) == "unauthorized"
         else:
             assert response.status_code == 403, (kind, response.text)
-            assert response.json()["error"] == "forbidden"
+            assert error_of(path, response) == "forbidden"
+
+
+def error_of(path: str, response: httpx.Response) -> str:
+    body = response.json()
+    return body["error"] if "error" in body else POSTHOG_CODES[body["code"]]
 
 
 @pytest.mark.parametrize("kind", list(KEYS))
