@@ -3,8 +3,8 @@
 A body is JSON, gzip (posthog-js drops `?compression=gzip-js` when it gzips natively, so gzip is
 recognised by its magic bytes, as PostHog's capture does), base64 of JSON (`?compression=base64`, or
 undeclared), or a form `data=<base64 or JSON>` (posthog-js' sendBeacon); a GET carries the same in
-`?data=`. `Content-Encoding: gzip` is undone first by `read_body`. lz64 (posthog-js before 1.20, 2021)
-is refused with a clear error rather than guessed at.
+`?data=`. `Content-Encoding: gzip` is undone first by `read_body`. lz64 (old posthog-js
+versions' compression) is refused with a clear error rather than guessed at.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ class PostHogPayload:
 
     data: Any
     fields: dict[str, str] = field(default_factory=dict)
-
-    def field(self, name: str) -> str | None:
-        return self.fields.get(name) or None
 
 
 async def read_payload(request: Request, max_bytes: int) -> PostHogPayload:
@@ -73,18 +70,18 @@ def decode(raw: bytes, compression: str, max_bytes: int) -> Any:
         raise MalformedBody(f"compression={compression} but the body is not gzip")
     if not raw.strip():
         raise MalformedBody("No data found. Send the event as the body of a POST, or as ?data= of a GET.")
-    if compression != "base64":
+    # JSON first, then base64 of JSON; the other way round when base64 is declared (PostHog tries both).
+    readers = (base64_json, bytes) if compression == "base64" else (bytes, base64_json)
+    failures: dict[object, ValueError] = {}
+    for read in readers:
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            error = exc
-    else:
-        error = None
-    try:
-        return orjson.loads(base64_json(raw))
-    except (ValueError, orjson.JSONDecodeError):
-        reason = f"Invalid JSON: {error}" if error else "data is not base64 of JSON"
-        raise MalformedBody(f"Malformed request data: {reason}") from error
+            return orjson.loads(read(raw))
+        except ValueError as exc:  # orjson's JSONDecodeError too
+            failures[read] = exc
+    json_error = failures[bytes]
+    raise MalformedBody(
+        f"Malformed request data: Invalid JSON ({json_error}), and not base64 of JSON"
+    ) from json_error
 
 
 def base64_json(raw: bytes) -> bytes:
