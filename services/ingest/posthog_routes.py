@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -22,6 +22,7 @@ from shared.auth import Role, bearer_token
 from shared.http import RETRY_AFTER_SECONDS, authorize, status_of
 
 CAPTURE_PATHS = ("/i/v0/e/", "/e/", "/capture/", "/batch/", "/track/")
+T = TypeVar("T")
 # (type, code) of each error kind, in PostHog's vocabulary; PostHog answers an invalid payload 400.
 POSTHOG_KINDS: dict[type[errors.AnalyticsError], tuple[str, str]] = {
     errors.MalformedBody: ("validation_error", "invalid_payload"),
@@ -71,9 +72,7 @@ POSTHOG_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def posthog_error_response(exc: errors.AnalyticsError) -> JSONResponse:
     """One of our error kinds as PostHog words it, with the status and Retry-After we always give."""
-    kind, code = next((POSTHOG_KINDS[k] for k in type(exc).__mro__ if k in POSTHOG_KINDS), (None, None))
-    if kind is None:
-        kind, code = "server_error", "server_error"
+    kind, code = of_kind(POSTHOG_KINDS, exc, ("server_error", "server_error"))
     if isinstance(exc, MissingApiKey):
         code = "missing_api_key"
     detail = exc.message
@@ -86,8 +85,13 @@ def posthog_error_response(exc: errors.AnalyticsError) -> JSONResponse:
         if isinstance(exc, retryable):
             headers["Retry-After"] = str(seconds)
     body = PostHogError(type=kind, code=code, detail=detail, details=exc.details)
-    status = next((POSTHOG_STATUS[k] for k in type(exc).__mro__ if k in POSTHOG_STATUS), status_of(exc))
+    status = of_kind(POSTHOG_STATUS, exc, status_of(exc))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def of_kind(table: dict[type[errors.AnalyticsError], T], exc: errors.AnalyticsError, default: T) -> T:
+    """The entry of the nearest error kind of `exc` in `table`."""
+    return next((table[kind] for kind in type(exc).__mro__ if kind in table), default)
 
 
 def in_posthog_words(
