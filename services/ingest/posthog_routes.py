@@ -32,7 +32,7 @@ POSTHOG_KINDS: dict[type[errors.AnalyticsError], tuple[str, str]] = {
     errors.Forbidden: ("authentication_error", "permission_denied"),
     errors.RateLimited: ("throttled_error", "throttled"),
 }
-POSTHOG_STATUS = {errors.InvalidRequest: 400}
+POSTHOG_STATUS: dict[type[errors.AnalyticsError], int] = {errors.InvalidRequest: 400}
 
 
 class MissingApiKey(errors.Unauthorized):
