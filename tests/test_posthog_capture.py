@@ -279,7 +279,7 @@ def test_auth_errors_in_posthog_shape(posthog_system: ServiceProcess) -> None:
         (b'{"api_key": "K", "batch": []}', {}, {}, 400, "no event"),
         (b'{"api_key": "K", "batch": [{"event": "x"}]}', {}, {}, 400, "distinct_id"),
         (b'{"api_key": "K", "batch": [], "sent_at": "soon"}', {}, {}, 400, "sent_at"),
-        (b"x" * 1_100_000, {}, {}, 413, "larger"),
+        (b"x" * 5_300_000, {}, {}, 413, "larger"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(
@@ -299,6 +299,16 @@ def test_bad_input_is_a_clear_4xx(
         "request_too_large" if status == 413 else "invalid_payload",
     )
     assert fragment.lower() in body["detail"].lower(), body
+
+
+def test_a_posthog_python_sized_batch_is_taken(posthog_system: ServiceProcess) -> None:
+    """posthog-python sends up to 5 MiB a batch: more than the native API's 1 MiB."""
+    user = unique_name("u")
+    batch = [{**event(user, "big"), "properties": {"blob": "y" * 30_000}} for _ in range(100)]
+    body = orjson.dumps({"api_key": INGEST_KEY, "batch": batch})
+    assert len(body) > 3_000_000
+    assert_ok(post(posthog_system, "/batch/", content=body), 100)
+    assert len(stored(posthog_system, {user}, 100)) == 100
 
 
 def test_too_many_events_in_one_request(posthog_system: ServiceProcess) -> None:

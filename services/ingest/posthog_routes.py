@@ -161,7 +161,7 @@ def build_router(settings: IngestSettings) -> APIRouter:
 
     async def capture(request: Request) -> Response:
         """PostHog capture: one event, a list, or {"batch": [...]}; 200 after Kafka acknowledged."""
-        payload = await read_payload(request, settings.max_body_bytes)
+        payload = await read_payload(request, settings.posthog_max_body_bytes)
         found = capture_request(payload.data, payload.fields)
         authorize(request, project_key(request, found.token), Role.INGEST)
         check_size(found.events, settings.max_batch_events)
