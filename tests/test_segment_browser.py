@@ -53,6 +53,12 @@ def test_settings_enable_only_segment_io_pointed_back_here(browser_system: Servi
     assert unknown.status_code == 401 and unknown.json()["error"] == "unauthorized"
     read = httpx.get(f"{browser_system.url}/v1/projects/{READ_KEY}/settings", timeout=30)
     assert read.status_code == 403
+    proxied = httpx.get(
+        f"{browser_system.url}/v1/projects/{INGEST_KEY}/settings",
+        headers={"X-Forwarded-Host": "analytics.example.com", "X-Forwarded-Proto": "https"},
+        timeout=30,
+    ).json()["integrations"]["Segment.io"]
+    assert (proxied["protocol"], proxied["apiHost"]) == ("https", "analytics.example.com/v1")
 
 
 def test_short_paths_take_text_plain_json_with_the_key_in_the_body(browser_system: ServiceProcess) -> None:

@@ -97,6 +97,7 @@ def test_posthog_python(tracker_system: ServiceProcess) -> None:
     # sent_at corrects the clock: the stored time is the given one plus the request's transit time.
     stored_at = datetime.fromisoformat(rows["py_purchased"]["timestamp"])
     assert moment <= stored_at < moment + timedelta(seconds=5)
+    # PERSONS (issue 13): add the posthog-python person-level assertions listed in the module docstring.
     names = {"py_viewed_pricing", "py_purchased"}
     assert counts_by_event(tracker_system, names, 2, ("2023-06-01", "2023-06-01")) == dict.fromkeys(names, 1)
 
@@ -121,6 +122,7 @@ def test_posthog_node(tracker_system: ServiceProcess) -> None:
     assert rows["$set"]["properties"]["$set"] == {"plan": "team"}
     assert rows["node_purchased"]["event_id"] == purchase
     assert rows["node_purchased"]["properties"]["$lib"] == "posthog-node"
+    # PERSONS (issue 13): add the posthog-node person-level assertions listed in the module docstring.
     names = {"node_viewed_pricing", "node_purchased"}
     assert counts_by_event(tracker_system, names, 2, days_around_now()) == dict.fromkeys(names, 1)
 
@@ -195,6 +197,7 @@ def test_posthog_js_in_chromium(
     assert rows[custom]["properties"]["plan"] == "pro" and rows[custom]["properties"]["$lib"] == "web"
     assert rows["$pageview"]["properties"]["$current_url"].startswith(page_server.url)
     assert all("token" not in row["properties"] for row in rows.values())
+    # PERSONS (issue 13): add the posthog-js person-level assertions listed in the module docstring.
     names = {custom, after, beacon}
     assert counts_by_event(tracker_system, names, 3, days_around_now()) == dict.fromkeys(names, 1)
     log = console_log(browser)
@@ -232,6 +235,7 @@ def test_analytics_js_in_chromium(
     )
     assert rows[after]["user_id"] == user
     assert rows[clicked]["properties"]["$context"]["library"]["name"] == "analytics.js"
+    # PERSONS (issue 13): add the analytics.js person-level assertions listed in the module docstring.
     names = {clicked, after}
     assert counts_by_event(tracker_system, names, 2, days_around_now()) == dict.fromkeys(names, 1)
     log = console_log(browser)

@@ -51,6 +51,16 @@ def settings_document(write_key: str, host: str, scheme: str) -> dict[str, Any]:
     }
 
 
+def public_address(request: Request) -> tuple[str, str]:
+    """(host, scheme) the browser reached us at: a TLS-terminating proxy's X-Forwarded-Host/-Proto
+    when it sets them (the document only tells this browser where to send its own events)."""
+    forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    forwarded_proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    host = forwarded_host or request.headers.get("host") or request.url.netloc
+    scheme = forwarded_proto if forwarded_proto in ("http", "https") else request.url.scheme
+    return host, scheme
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["segment"])
 
@@ -62,8 +72,7 @@ def build_router() -> APIRouter:
     async def project_settings(request: Request, write_key: str) -> dict[str, Any]:
         """The settings analytics.js fetches from its cdnURL; the write key must be an ingest key."""
         authorize(request, write_key, Role.INGEST)
-        host = request.headers.get("host") or request.url.netloc
-        return settings_document(write_key, host, request.url.scheme)
+        return settings_document(write_key, *public_address(request))
 
     @router.post("/v1/b", response_model=SegmentAck, responses=RESPONSES, summary="analytics.js batch")
     async def browser_batch(
