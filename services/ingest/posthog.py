@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from shared.constants import MAX_EVENT_NAME_LENGTH
+from shared.contracts.events import AcceptedEvent, IncomingEvent, as_utc, iso_utc
+from shared.contracts.limits import MAX_EVENT_NAME_LENGTH, MAX_ID_LENGTH
 from shared.errors import InvalidRequest, MalformedBody, PayloadTooLarge, Unauthorized
-from shared.events import MAX_ID_LENGTH, AcceptedEvent, IncomingEvent, as_utc, iso_utc
 
 TOKEN_KEYS = ("api_key", "token", "$token")
 PERSON_KEYS = ("$set", "$set_once")

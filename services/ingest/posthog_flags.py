@@ -17,8 +17,8 @@ from services.ingest.posthog_body import read_payload
 from services.ingest.posthog_routes import POSTHOG_RESPONSES, in_posthog_words, project_key
 from services.ingest.settings import IngestSettings
 from shared.auth import Role
+from shared.deps import authorize
 from shared.errors import MalformedBody
-from shared.http import authorize
 
 # posthog-js sends its events where the config says; /i/v0/e/ is PostHog's current capture path.
 ANALYTICS_ENDPOINT = "/i/v0/e/"

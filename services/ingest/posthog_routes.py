@@ -19,7 +19,8 @@ from services.ingest.posthog_body import read_payload
 from services.ingest.settings import IngestSettings
 from shared import errors
 from shared.auth import Role, bearer_token
-from shared.http import RETRY_AFTER_SECONDS, authorize, status_of
+from shared.deps import authorize, producer_of, topics_of
+from shared.http import RETRY_AFTER_SECONDS, status_of
 
 CAPTURE_PATHS = ("/i/v0/e/", "/e/", "/capture/", "/batch/", "/track/")
 T = TypeVar("T")
@@ -165,12 +166,10 @@ def build_router(settings: IngestSettings) -> APIRouter:
         found = capture_request(payload.data, payload.fields)
         authorize(request, project_key(request, found.token), Role.INGEST)
         check_size(found.events, settings.max_batch_events)
-        runtime = request.app.state.runtime
         result = await ingest_items(
             found.items(datetime.now(UTC)),
-            producer=runtime.producer,
-            events_topic=runtime.events_topic,
-            dead_letter_topic=runtime.dead_letter_topic,
+            producer=producer_of(request),
+            topics=topics_of(request),
             convert=posthog_event,
             source="posthog",
         )

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Header, Request
 
 from services.ingest.segment import SegmentAck, handle, single_call
 from shared.auth import Role
-from shared.http import ERROR_RESPONSES, authorize
+from shared.deps import authorize
+from shared.http import ERROR_RESPONSES
 
 # analytics-next posts each call to `<apiHost>/<first letter of its type>`.
 SHORT_PATHS = {"t": "track", "p": "page", "i": "identify", "a": "alias", "g": "group", "s": "screen"}

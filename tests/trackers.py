@@ -1,10 +1,11 @@
 """Helpers for the tracker tests (PostHog's and Segment's libraries and protocols): what a running
-system stored, read back from its events topic (the message is the row) and from /stats (each
-event_id once), and the events it dead-lettered."""
+system stored, read back from its events topic (the message is the row), from /stats (each event_id
+once) and from the persons API, and the events it dead-lettered."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from deploy.processes import ServiceProcess
-from shared.constants import dead_letter_topic, events_topic
-from tests.pipeline_helpers import is_envelope, stats
+from shared.contracts.topics import Topics
+from tests.pipeline import is_envelope, stats
+from tests.support import wait_until
 
 Match = Callable[[dict[str, Any]], bool]
+
+
+def topics_of(system: ServiceProcess) -> Topics:
+    return Topics(system.env["ANALYTICS_TOPIC_PREFIX"])
 
 
 def topic_items(system: ServiceProcess, topic: str, match: Match, expected: int, timeout: float) -> list[Any]:
@@ -55,13 +61,12 @@ def topic_items(system: ServiceProcess, topic: str, match: Match, expected: int,
 
 def stored(system: ServiceProcess, user_ids: set[str], expected: int, timeout: float = 60.0) -> list[dict]:
     """The events of `user_ids` on the system's events topic (what the loader writes to ClickHouse)."""
-    topic = events_topic(system.env["ANALYTICS_TOPIC_PREFIX"])
+    topic = topics_of(system).events
     return topic_items(system, topic, lambda e: e.get("user_id") in user_ids, expected, timeout)
 
 
 def dead_letters(system: ServiceProcess, match: Match, expected: int, timeout: float = 30.0) -> list[dict]:
-    topic = dead_letter_topic(system.env["ANALYTICS_TOPIC_PREFIX"])
-    return topic_items(system, topic, match, expected, timeout)
+    return topic_items(system, topics_of(system).dead_letter, match, expected, timeout)
 
 
 def counts_by_event(
@@ -69,14 +74,16 @@ def counts_by_event(
 ) -> dict[str, int]:
     """/stats' count per event name (each event_id once, read from ClickHouse) once `expected` events
     of `names` are in; the last answer after `timeout`."""
-    deadline = time.monotonic() + timeout
     counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
+
+    def arrived() -> bool:
         answer = stats(system.url, *days)
-        counts = {e["event"]: e["count"] for e in answer["by_event"] if e["event"] in names}
-        if sum(counts.values()) >= expected:
-            return counts
-        time.sleep(0.3)
+        counts.clear()
+        counts.update({e["event"]: e["count"] for e in answer["by_event"] if e["event"] in names})
+        return sum(counts.values()) >= expected
+
+    with contextlib.suppress(AssertionError):  # the caller compares the counts, and shows them
+        asyncio.run(wait_until(arrived, timeout, interval=0.3))
     return counts
 
 

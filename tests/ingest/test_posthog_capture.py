@@ -17,7 +17,7 @@ import pytest
 
 from deploy.processes import ServiceProcess
 from tests.support import INGEST_KEY, READ_KEY, module_all_in_one, unique_name
-from tests.tracker_support import counts_by_event, dead_letters, stored
+from tests.trackers import counts_by_event, dead_letters, stored
 
 DAY = "2023-05-02"
 MOMENT = f"{DAY}T10:00:00.000Z"

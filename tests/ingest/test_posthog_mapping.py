@@ -21,7 +21,7 @@ from services.ingest.posthog import (
 )
 from services.ingest.posthog_body import decode
 from services.ingest.posthog_routes import MissingApiKey, posthog_error_response
-from services.stream.replay import revive
+from services.ingest.replay import revive
 from shared import errors
 
 NOW = datetime(2023, 5, 2, 12, 0, tzinfo=UTC)

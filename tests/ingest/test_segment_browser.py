@@ -12,7 +12,7 @@ import pytest
 
 from deploy.processes import ServiceProcess
 from tests.support import INGEST_KEY, READ_KEY, Environment, module_all_in_one, unique_name
-from tests.tracker_support import stored
+from tests.trackers import stored
 
 browser_system = module_all_in_one("segment_browser", {"ETL_SCHEDULE_ENABLED": "false"})
 ORIGIN = "https://shop.example"
