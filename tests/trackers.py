@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from deploy.processes import ServiceProcess
 from shared.contracts.topics import Topics
 from tests.pipeline import is_envelope, stats
-from tests.support import wait_until
+from tests.support import READ_KEY, auth, wait_until
 
 Match = Callable[[dict[str, Any]], bool]
 
@@ -85,6 +86,39 @@ def counts_by_event(
     with contextlib.suppress(AssertionError):  # the caller compares the counts, and shows them
         asyncio.run(wait_until(arrived, timeout, interval=0.3))
     return counts
+
+
+def person_of(
+    system: ServiceProcess, distinct_id: str, key: str, events: int = 0, timeout: float = 60.0
+) -> dict[str, Any]:
+    """The persons API's answer for `distinct_id` once the stream processor has resolved it to the person
+    with key `key` (a merge is visible once the processor that loaded the link resolved it) and at least
+    `events` of the person's events are loaded."""
+    answer: dict[str, Any] = {}
+
+    def resolved() -> bool:
+        response = httpx.get(f"{system.url}/api/v1/persons/{distinct_id}", headers=auth(READ_KEY), timeout=30)
+        if response.status_code != 200:
+            return False
+        answer.clear()
+        answer.update(response.json())
+        return answer["person_id"] == key and answer["events"] >= events
+
+    asyncio.run(wait_until(resolved, timeout, interval=0.3, state=lambda: f"{distinct_id}: {answer}"))
+    return answer
+
+
+def person_events(system: ServiceProcess, distinct_id: str) -> list[dict[str, Any]]:
+    """The events of `distinct_id`'s person, newest first (one page of up to 1,000)."""
+    response = httpx.get(
+        f"{system.url}/api/v1/persons/{distinct_id}/events",
+        params={"limit": 1000},
+        headers=auth(READ_KEY),
+        timeout=30,
+    )
+    response.raise_for_status()
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
 
 
 def days_around_now() -> tuple[str, str]:

@@ -5,10 +5,13 @@ A request holds one event, a bare list of events, or `{"api_key", "batch": [...]
 event becomes one stored event:
 - `distinct_id` (top level, `$distinct_id`, else `properties.distinct_id`; numbers and objects as
   their JSON text, at most 200 characters) is the user_id;
-- `$identify` links `properties.$anon_distinct_id`, `$create_alias` links `properties.alias`: that id
-  is the event's anonymous_id, for the persons model to merge;
+- links (shared/contracts/persons.py): `$identify` links `properties.$anon_distinct_id` to the
+  distinct id (it is the event's anonymous id), `$create_alias` links `properties.alias` to it; one
+  person from then on, and for the past. The other id is read as distinct_id is (a long one is cut where
+  that id's own events are cut); an id equal to the event's own links nothing;
 - `$set` / `$set_once` at the top level are kept in `properties["$set"]` / `["$set_once"]` (merged
-  over any already there), so person properties travel with the event;
+  over any already there), which is where the stream processor reads person properties from; an
+  `$identify`'s other properties are the event's own, not the person's (source `posthog`), as in PostHog;
 - `uuid` is the event_id (a retry is counted once); the project key is never stored.
 
 The time is PostHog's: `timestamp` corrected for the client's clock with the request's `sent_at`
@@ -33,8 +36,9 @@ from shared.errors import InvalidRequest, MalformedBody, PayloadTooLarge, Unauth
 
 TOKEN_KEYS = ("api_key", "token", "$token")
 PERSON_KEYS = ("$set", "$set_once")
-# The event whose named property is the other id of a link (see the persons issue).
-LINKED_ID = {"$identify": "$anon_distinct_id", "$create_alias": "alias"}
+# The events whose named property is the other id of a link: that id -> the event's distinct id.
+IDENTIFY, ALIAS = "$identify", "$create_alias"
+ANONYMOUS_ID, ALIAS_ID = "$anon_distinct_id", "alias"
 TIME = TypeAdapter(datetime)
 # A numeric client time with more digits than this is milliseconds, else seconds (as PostHog reads `_`).
 SECONDS_DIGITS = 11
@@ -155,16 +159,17 @@ def posthog_event(captured: Any, received_at: datetime) -> AcceptedEvent:
     if not isinstance(name, str) or not name:
         raise ValueError("event: event submitted with an empty event name")
     properties = properties_of(event)
-    linked = LINKED_ID.get(name)
+    alias = id_text(properties.get(ALIAS_ID)) if name == ALIAS else None
     incoming = IncomingEvent(
         event=name[:MAX_EVENT_NAME_LENGTH],
         user_id=distinct_id_of(event),
-        anonymous_id=id_text(properties.get(linked)) if linked else None,
+        # The visitor known as $anon_distinct_id is this distinct id: IncomingEvent links the two.
+        anonymous_id=id_text(properties.get(ANONYMOUS_ID)) if name == IDENTIFY else None,
         timestamp=event_time(event, properties, captured_times(captured, received_at)),
         properties=properties,
         event_id=event_uuid(event),
     )
-    return incoming.accept(received_at, source="posthog")
+    return incoming.accept(received_at, source="posthog", links_from=[alias] if alias else [])
 
 
 def captured_times(captured: dict[str, Any], received_at: datetime) -> tuple[datetime, datetime | None]:

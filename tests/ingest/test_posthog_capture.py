@@ -17,7 +17,7 @@ import pytest
 
 from deploy.processes import ServiceProcess
 from tests.support import INGEST_KEY, READ_KEY, module_all_in_one, unique_name
-from tests.trackers import counts_by_event, dead_letters, stored
+from tests.trackers import counts_by_event, dead_letters, person_of, stored
 
 DAY = "2023-05-02"
 MOMENT = f"{DAY}T10:00:00.000Z"
@@ -197,31 +197,53 @@ def test_retries_with_the_same_uuid_are_counted_once(posthog_system: ServiceProc
     assert counts_by_event(posthog_system, {name, marker}, 2, (DAY, DAY)) == {name: 1, marker: 1}
 
 
-def test_identify_alias_and_set_map_onto_the_event_model(posthog_system: ServiceProcess) -> None:
-    """Persons come with issue 13; until then the links travel in the events: user_id = distinct_id,
-    the other id in its PostHog property (ingest passes it as anonymous_id, which is not stored yet)."""
-    anon, user = unique_name("anon-"), unique_name("user-")
+def test_identify_alias_and_set_merge_into_one_person(posthog_system: ServiceProcess) -> None:
+    """$identify links $anon_distinct_id to the distinct id, $create_alias links the alias; $set and
+    $set_once (top level or in properties) are the person's properties. An alias of the id itself and an
+    over-long anonymous id still load (the stream refuses neither) and link nothing / the cut id."""
+    anon, user, alias = unique_name("anon-"), unique_name("user-"), unique_name("crm-")
+    long_anon = unique_name("long-") + "x" * 300
     batch = [
         {**event(anon, "$pageview"), "properties": {"$current_url": "https://example.com"}},
+        {**event(long_anon, "$pageview"), "properties": {"$current_url": "https://example.com/long"}},
         {**event(user, "$identify"), "properties": {"$anon_distinct_id": anon, "$set": {"email": "e@x.io"}}},
-        {**event(user, "$create_alias"), "properties": {"distinct_id": user, "alias": "crm-42"}},
+        {**event(user, "$create_alias"), "properties": {"distinct_id": user, "alias": alias}},
         {
             **event(user, "$set"),
             "$set": {"plan": "pro"},
+            "$set_once": {"first_plan": "free"},
             "properties": {"$set": {"plan": "free", "seats": 3}},
         },
         {**event(user, "$autocapture"), "properties": {"$event_type": "click"}},
+        {**event(user, "$create_alias"), "properties": {"alias": user}},
+        {**event(user, "$identify"), "properties": {"$anon_distinct_id": long_anon}},
     ]
-    assert_ok(post(posthog_system, "/batch/", json={"api_key": INGEST_KEY, "batch": batch}), 5)
-    rows = {row["event"]: row for row in stored(posthog_system, {anon, user}, 5)}
-    assert rows["$pageview"]["user_id"] == anon
-    assert rows["$identify"]["user_id"] == user
-    assert rows["$identify"]["properties"] == {"$anon_distinct_id": anon, "$set": {"email": "e@x.io"}}
-    assert (
-        rows["$create_alias"]["user_id"] == user and rows["$create_alias"]["properties"]["alias"] == "crm-42"
-    )
-    assert rows["$set"]["properties"]["$set"] == {"plan": "pro", "seats": 3}  # the top level wins
-    assert rows["$autocapture"]["properties"] == {"$event_type": "click"}
+    assert_ok(post(posthog_system, "/batch/", json={"api_key": INGEST_KEY, "batch": batch}), 8)
+    rows = stored(posthog_system, {anon, user, long_anon[:200]}, 8)
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["event"], []).append(row)
+    assert {name: len(found) for name, found in by_name.items()} == {
+        "$pageview": 2,
+        "$identify": 2,
+        "$create_alias": 2,
+        "$set": 1,
+        "$autocapture": 1,
+    }
+    assert {row["user_id"] for row in by_name["$pageview"]} == {anon, long_anon[:200]}
+    first_identify = next(r for r in by_name["$identify"] if r["properties"].get("$set"))
+    assert first_identify["properties"] == {"$anon_distinct_id": anon, "$set": {"email": "e@x.io"}}
+    assert first_identify["linked_ids"] == [anon]
+    links = sorted(tuple(r.get("linked_ids", [])) for r in by_name["$create_alias"])
+    assert links == [(), (alias,)]  # the alias of the id itself links nothing
+    assert by_name["$set"][0]["properties"]["$set"] == {"plan": "pro", "seats": 3}  # the top level wins
+    assert by_name["$autocapture"][0]["properties"] == {"$event_type": "click"}
+
+    for distinct_id in (anon, alias, long_anon[:200], user):
+        person = person_of(posthog_system, distinct_id, user, events=8)
+    assert sorted(person["distinct_ids"]) == sorted([user, anon, alias, long_anon[:200]])
+    assert person["properties"] == {"email": "e@x.io", "first_plan": "free", "plan": "pro", "seats": 3}
+    assert person["events"] == 8  # every event loaded, the self-alias and the long id's too
 
 
 def test_invalid_events_are_listed_and_dead_lettered_the_rest_stored(posthog_system: ServiceProcess) -> None:

@@ -1,11 +1,13 @@
-"""PostHog's protocol, function by function (no processes): ids, times, decoding, error answers,
-CORS headers, and a PostHog dead letter replayed to the time it was sent with."""
+"""PostHog's protocol, function by function (no processes): ids, links and person properties (each
+converted event is one the stream processor takes), times, decoding, error answers, CORS headers, and
+a PostHog dead letter replayed to the time it was sent with."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -23,6 +25,8 @@ from services.ingest.posthog_body import decode
 from services.ingest.posthog_routes import MissingApiKey, posthog_error_response
 from services.ingest.replay import revive
 from shared import errors
+from shared.contracts.events import AcceptedEvent, StoredEvent
+from shared.contracts.persons import property_updates
 
 NOW = datetime(2023, 5, 2, 12, 0, tzinfo=UTC)
 
@@ -76,7 +80,67 @@ def test_person_properties_merge_with_the_top_level_winning() -> None:
             properties_of(bad)
 
 
-def test_links_become_the_anonymous_id_and_keys_are_dropped() -> None:
+def captured(event: dict[str, Any]) -> AcceptedEvent:
+    """The event as capture converts it, after checking that the stream processor takes its message."""
+    (item,) = capture_request(event, {}).items(NOW)
+    accepted = posthog_event(item, NOW)
+    stored = StoredEvent.model_validate_json(accepted.message)
+    assert stored.linked_ids == accepted.linked_ids
+    return accepted
+
+
+def test_identify_and_alias_link_the_other_id_to_the_distinct_id() -> None:
+    identify = captured(
+        {"event": "$identify", "distinct_id": "u", "properties": {"$anon_distinct_id": "a", "$set": {"x": 1}}}
+    )
+    assert (identify.user_id, identify.linked_ids) == ("u", ["a"])
+    assert identify.properties == {"$anon_distinct_id": "a", "$set": {"x": 1}}  # kept as sent
+    alias = captured({"event": "$create_alias", "distinct_id": "u", "properties": {"alias": "u-crm"}})
+    assert (alias.user_id, alias.linked_ids) == ("u", ["u-crm"])
+    # Only these two events link, and only through their own property.
+    for other in (
+        {"event": "$identify", "distinct_id": "u", "properties": {"alias": "x"}},
+        {"event": "$create_alias", "distinct_id": "u", "properties": {"$anon_distinct_id": "x"}},
+        {"event": "$pageview", "distinct_id": "u", "properties": {"$anon_distinct_id": "x", "alias": "y"}},
+    ):
+        assert captured(other).linked_ids == []
+
+
+def test_no_link_the_stream_would_refuse() -> None:
+    """An id linked to itself links nothing; long ids are cut to 200 characters on both sides of a
+    link, as the distinct id of their own events is, so the link still meets them."""
+    for name, key in (("$identify", "$anon_distinct_id"), ("$create_alias", "alias")):
+        assert captured({"event": name, "distinct_id": "u", "properties": {key: "u"}}).linked_ids == []
+        assert captured({"event": name, "distinct_id": "u", "properties": {key: ""}}).linked_ids == []
+        assert captured({"event": name, "distinct_id": "u", "properties": {key: None}}).linked_ids == []
+        long_id = "x" * 300
+        cut = captured({"event": name, "distinct_id": "u", "properties": {key: long_id}})
+        assert cut.linked_ids == [long_id[:200]]
+        assert captured({"event": "e", "distinct_id": long_id}).user_id == long_id[:200]
+        itself = captured({"event": name, "distinct_id": long_id, "properties": {key: long_id + "y"}})
+        assert itself.linked_ids == []  # the same id once cut
+        number = captured({"event": name, "distinct_id": "u", "properties": {key: 42}})
+        assert number.linked_ids == ["42"]
+
+
+def test_identify_properties_are_not_person_properties() -> None:
+    """PostHog's $identify sets the person through $set / $set_once only (its other properties are
+    the library's: $lib, $browser, ...), unlike the native and Segment identify calls."""
+    identify = captured(
+        {
+            "event": "$identify",
+            "distinct_id": "u",
+            "$set_once": {"first": 1},
+            "properties": {"$anon_distinct_id": "a", "$lib": "web", "plan": "x", "$set": {"email": "e"}},
+        }
+    )
+    updates = {
+        (u.key, u.value, u.once) for u in property_updates(StoredEvent.model_validate_json(identify.message))
+    }
+    assert updates == {("email", "e", False), ("first", 1, True)}
+
+
+def test_keys_are_dropped_and_a_batch_has_one_key() -> None:
     found = capture_request(
         [{"event": "$identify", "distinct_id": "u", "token": "K", "properties": {"$anon_distinct_id": 7}}], {}
     )
@@ -85,7 +149,7 @@ def test_links_become_the_anonymous_id_and_keys_are_dropped() -> None:
     assert "token" not in item["data"]
     accepted = posthog_event(item, NOW)
     assert (accepted.user_id, accepted.timestamp, accepted.source) == ("u", NOW, "posthog")
-    assert accepted.properties == {"$anon_distinct_id": 7}
+    assert accepted.properties == {"$anon_distinct_id": 7} and accepted.linked_ids == ["7"]
     with pytest.raises(errors.Unauthorized, match="inconsistent"):
         capture_request([{"event": "e", "api_key": "A"}, {"event": "e", "properties": {"token": "B"}}], {})
 

@@ -1,19 +1,14 @@
 """The trackers people already ship, unchanged, against the real system: posthog-python (PyPI),
 posthog-node (npm), and posthog-js and Segment's analytics.js (analytics-next) in headless Chromium on
 a page served from another origin. Each event arrives once with the right ids and properties (read
-from the events topic, which is the ClickHouse row, and counted through /stats, each event_id once)
-and the browser console stays free of errors.
-
-Persons (identity merge) come with issue 13. Until then these tests hold what the persons work will
-build on: user_id = distinct_id, and the other id of each link kept on the event ($identify's
-$anon_distinct_id, $create_alias' alias, analytics.js' anonymousId). To add once persons land:
-PERSON-LEVEL ASSERTIONS (issue 13)
-- posthog-python / posthog-node: the anonymous id and the user id are one person; its properties are
-  the $set values (email, plan) and $set_once ones; the alias (`<user>-crm`) resolves to that person.
-- posthog-js: the person of the anonymous distinct_id before identify() is the identified user's,
-  with email from identify()'s $set; the page view before identify() counts for that person.
-- analytics.js: the anonymousId's page view and the userId's events are one person with the
-  identify() traits; stats' unique_users counts that visitor once.
+from the events topic, which is the ClickHouse row, and counted through /stats, each event_id once),
+the browser shows no console error or failed request, and the ids merge into one person:
+- posthog-python / posthog-node: the anonymous id and the user id are one person (the key: the user
+  id) whose properties are the $set and $set_once values; the alias (`<user>-crm`) resolves to it;
+- posthog-js: the anonymous distinct_id before identify() is the identified user's person, with the
+  email of identify()'s $set, and the page view and clicks before identify() are that person's events;
+- analytics.js: the anonymousId's page view and the userId's events are one person with identify()'s
+  traits, and /stats' unique_users counts that visitor once.
 """
 
 from __future__ import annotations
@@ -31,10 +26,11 @@ from posthog import Posthog
 from deploy.processes import ServiceProcess
 from tests import browser as chromium
 from tests.browser import Browser
+from tests.pipeline import stats
 from tests.support import INGEST_KEY, REPO, module_all_in_one, unique_name
 from tests.system import pages
 from tests.system.pages import PageServer, require_trackers
-from tests.trackers import counts_by_event, days_around_now, stored
+from tests.trackers import counts_by_event, days_around_now, person_events, person_of, stored
 
 tracker_system = module_all_in_one("trackers", {"ETL_SCHEDULE_ENABLED": "false"})
 browser = chromium.browser
@@ -102,6 +98,12 @@ def test_posthog_python(tracker_system: ServiceProcess) -> None:
     names = {"py_viewed_pricing", "py_purchased"}
     assert counts_by_event(tracker_system, names, 2, ("2023-06-01", "2023-06-01")) == dict.fromkeys(names, 1)
 
+    # Anonymous, then identified: one person, the user's, with the $set and $set_once values.
+    person = person_of(tracker_system, anon, user, events=6)
+    assert sorted(person["distinct_ids"]) == sorted([user, anon, f"{user}-crm"])
+    assert person["properties"] == {"email": "py@example.com", "plan": "pro", "first_plan": "free"}
+    assert person_of(tracker_system, f"{user}-crm", user) == person  # the alias resolves to it
+
 
 def test_posthog_node(tracker_system: ServiceProcess) -> None:
     require_trackers()
@@ -126,6 +128,11 @@ def test_posthog_node(tracker_system: ServiceProcess) -> None:
     assert rows["node_purchased"]["properties"]["$lib"] == "posthog-node"
     names = {"node_viewed_pricing", "node_purchased"}
     assert counts_by_event(tracker_system, names, 2, days_around_now()) == dict.fromkeys(names, 1)
+
+    person = person_of(tracker_system, anon, user, events=5)
+    assert sorted(person["distinct_ids"]) == sorted([user, anon, f"{user}-crm"])
+    assert person["properties"] == {"email": "node@example.com", "plan": "team"}
+    assert person_of(tracker_system, f"{user}-crm", user) == person
 
 
 POSTHOG_PAGE = """<!doctype html>
@@ -204,6 +211,13 @@ def test_posthog_js_in_chromium(
     names = {custom, after, beacon}
     assert counts_by_event(tracker_system, names, 3, days_around_now()) == dict.fromkeys(names, 1)
 
+    # The visitor before identify() is the identified user, with identify()'s email; their page view
+    # and clicks before it are the person's events.
+    person = person_of(tracker_system, anon, user, events=6)
+    assert sorted(person["distinct_ids"]) == sorted([user, anon])
+    assert person["properties"]["email"] == "js@example.com"
+    history = {(e["event"], e["distinct_id"]) for e in person_events(tracker_system, user)}
+    assert {("$pageview", anon), ("$autocapture", anon), (custom, anon), (after, user)} <= history
     assert browser.failures() == []
     assert any(path.startswith("/lib/posthog-js/") for path in page_server.requests)
 
@@ -245,4 +259,10 @@ def test_analytics_js_in_chromium(
     names = {clicked, after}
     assert counts_by_event(tracker_system, names, 2, (SEGMENT_DAY, SEGMENT_DAY)) == dict.fromkeys(names, 1)
 
+    # The anonymousId's page view and the userId's events: one person, counted once.
+    person = person_of(tracker_system, anon, user, events=4)
+    assert sorted(person["distinct_ids"]) == sorted([user, anon])
+    assert person["properties"] == {"email": "ajs@example.com"}
+    day = stats(tracker_system.url, SEGMENT_DAY, SEGMENT_DAY)
+    assert (day["events"], day["unique_users"]) == (4, 1), day
     assert browser.failures() == []
