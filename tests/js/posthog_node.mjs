@@ -1,4 +1,4 @@
-// posthog-node, unchanged, pointed at the system: what tests/test_tracker_libraries.py runs.
+// posthog-node, unchanged, pointed at the system: what tests/system/test_tracker_libraries.py runs.
 // node posthog_node.mjs <host> <project key> <anonymous id> <user id> <uuid of the purchase>
 // Exits non-zero if the library reported an error.
 import { PostHog } from 'posthog-node'
