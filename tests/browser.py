@@ -8,7 +8,6 @@ import base64
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -40,6 +40,8 @@ FLAGS = [
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
 T = TypeVar("T")
+# What a condition may raise while the page is still drawing: an element replaced or not there yet.
+STILL_CHANGING = (StaleElementReferenceException, WebDriverException, LookupError, ValueError)
 
 
 @dataclass
@@ -69,18 +71,10 @@ class Browser:
         return self.driver.execute_script(script, *args)
 
     def wait(self, condition: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-        """The first truthy value of `condition` within `timeout` seconds (elements may go stale)."""
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                value = condition()
-                if value:
-                    return value
-            except (StaleElementReferenceException, WebDriverException, LookupError, ValueError) as exc:
-                last = exc
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last!r}")
+        """The first truthy value of `condition` within `timeout` seconds (elements may go stale, or not
+        be there yet, meanwhile)."""
+        waiting = WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=STILL_CHANGING)
+        return waiting.until(lambda _: condition(), f"timed out after {timeout}s waiting for {what}")
 
     def wait_for(self, selector: str, timeout: float = 20.0) -> WebElement:
         return self.wait(lambda: self.all(selector)[0] if self.all(selector) else None, timeout, selector)
