@@ -4,6 +4,7 @@ that the tests also load into ClickHouse or post to the API. Duplicates collapse
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import uuid
@@ -19,8 +20,19 @@ from zoneinfo import ZoneInfo
 import orjson
 import re2
 
+from services.stream.persons import load_in_bulk
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
+from shared.contracts.events import StoredEvent
+from shared.contracts.storage import (
+    DISTINCT_IDS_TABLE,
+    EVENTS_TABLE,
+    LINKS_TABLE,
+    OVERRIDES_TABLE,
+    PERSON_NUMBERS,
+    PERSON_PROPERTIES_INDEX,
+    PERSON_PROPERTIES_TABLE,
+    PROPERTY_UPDATES_TABLE,
+)
 
 TOP_VALUES = 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,6 +49,9 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     received_at: datetime | None = None
+    linked_ids: list[str] = field(default_factory=list)
+    source: str = "api"
+    person: dict[str, Any] = field(default_factory=dict)  # the person's properties (by_person)
 
     @property
     def ms(self) -> int:
@@ -54,6 +69,19 @@ class Event:
             "source": "api",
         }
 
+    def message(self) -> dict[str, Any]:
+        """The event as it travels on the events topic."""
+        return {
+            "event_id": str(self.event_id),
+            "event": self.event,
+            "user_id": self.user_id,
+            "timestamp": self.timestamp.isoformat(),
+            "received_at": (self.received_at or self.timestamp).isoformat(),
+            "properties": self.properties,
+            "source": self.source,
+            "linked_ids": self.linked_ids,
+        }
+
     def posted(self) -> dict[str, Any]:
         """The event as a client posts it to /api/v1/events."""
         return {
@@ -63,6 +91,22 @@ class Event:
             "properties": self.properties,
             "event_id": str(self.event_id),
         }
+
+
+async def clear(clickhouse: ClickHouse) -> None:
+    """Forget every stored event and person (between examples of a hypothesis test)."""
+    tables = (
+        EVENTS_TABLE,
+        DISTINCT_IDS_TABLE,
+        LINKS_TABLE,
+        OVERRIDES_TABLE,
+        PROPERTY_UPDATES_TABLE,
+        PERSON_PROPERTIES_TABLE,
+        PERSON_PROPERTIES_INDEX,
+    )
+    for table in tables:
+        await clickhouse.command(f"TRUNCATE TABLE {table}")
+    await clickhouse.command(f"SYSTEM RELOAD DICTIONARY {clickhouse.database}.{PERSON_NUMBERS}")
 
 
 def clickhouse_time(moment: datetime) -> str:
@@ -79,10 +123,11 @@ def ev(event: str, user: str, when: str | datetime, **properties: Any) -> Event:
 
 
 async def load(clickhouse: ClickHouse, events: Iterable[Event]) -> None:
-    """Insert events as one JSONEachRow block, the way the stream loader does."""
-    block = b"".join(orjson.dumps(e.row()) + b"\n" for e in events)
-    if block:
-        await clickhouse.insert_json_rows(EVENTS_TABLE, block)
+    """Store events as the stream loader stores a batch (their distinct ids numbered in bulk), with
+    their links and property updates, and bring the persons up to date."""
+    stored = [StoredEvent.model_validate(e.message()) for e in events]
+    if stored:
+        await load_in_bulk(clickhouse, stored)
 
 
 def received(e: Event) -> datetime:
@@ -99,6 +144,81 @@ def deduplicated(events: Iterable[Event]) -> list[Event]:
         if key not in kept or received(e) >= received(kept[key]):
             kept[key] = e
     return list(kept.values())
+
+
+# --- persons ----------------------------------------------------------------------------------------
+
+
+def person_keys(events: Iterable[Event]) -> dict[str, str]:
+    """Every distinct id's person key, as the README defines it: each id's outgoing link is the earliest
+    (by timestamp, then event_id, then target id and event name) link from it; the key is where
+    following outgoing links ends, or the smallest id of the cycle it runs into. A link's time is its
+    event's (the copy received last)."""
+    copies: dict[tuple[str, str, str, uuid.UUID], Event] = {}
+    for e in events:
+        for linked in e.linked_ids:
+            identity = (linked, e.user_id, e.event, e.event_id)
+            if identity not in copies or received(e) >= received(copies[identity]):
+                copies[identity] = e
+    outgoing: dict[str, tuple[int, uuid.UUID, str, str]] = {}
+    for (linked, to, event, event_id), e in copies.items():
+        candidate = (e.ms, event_id, to, event)  # stored to the millisecond; two events may share an id
+        if linked not in outgoing or candidate < outgoing[linked]:
+            outgoing[linked] = candidate
+    ids = {e.user_id for e in events} | {identity[0] for identity in copies}
+
+    def key(distinct_id: str) -> str:
+        path: list[str] = []
+        while distinct_id in outgoing and distinct_id not in path:
+            path.append(distinct_id)
+            distinct_id = outgoing[distinct_id][2]
+        return min(path[path.index(distinct_id) :]) if distinct_id in path else distinct_id
+
+    return {distinct_id: key(distinct_id) for distinct_id in ids}
+
+
+def by_person(events: Iterable[Event]) -> list[Event]:
+    """The deduplicated events, each under its person's key instead of its distinct id, with its
+    person's properties."""
+    events = list(events)
+    keys = person_keys(events)
+    unique = deduplicated(events)
+    properties = persons_properties(unique, keys)
+    return [
+        dataclasses.replace(e, user_id=keys[e.user_id], person=properties.get(keys[e.user_id], {}))
+        for e in unique
+    ]
+
+
+IDENTIFY_SOURCES = ("api", "segment")
+
+
+def persons_properties(unique: list[Event], keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each person's properties (README, Persons: person properties): per property, the latest `$set`
+    by (timestamp, event_id) over all the person's ids, else the earliest `$set_once`; an identify's
+    plain properties are `$set`."""
+    latest: dict[tuple[str, str], tuple[tuple[int, str], Any]] = {}
+    earliest: dict[tuple[str, str], tuple[tuple[int, str], Any]] = {}
+    for e in unique:
+        person, order = keys[e.user_id], (e.ms, str(e.event_id))
+        sets = []
+        if e.event == "$identify" and e.source in IDENTIFY_SOURCES:
+            sets.append({k: v for k, v in e.properties.items() if not k.startswith("$")})
+        if isinstance(e.properties.get("$set"), dict):
+            sets.append(e.properties["$set"])
+        for values in sets:
+            for name, value in values.items():
+                if (person, name) not in latest or order > latest[(person, name)][0]:
+                    latest[(person, name)] = (order, value)
+        once = e.properties.get("$set_once")
+        if isinstance(once, dict):
+            for name, value in once.items():
+                if (person, name) not in earliest or order < earliest[(person, name)][0]:
+                    earliest[(person, name)] = (order, value)
+    merged: dict[str, dict[str, Any]] = {}
+    for (person, name), (_, value) in [*earliest.items(), *latest.items()]:
+        merged.setdefault(person, {})[name] = value
+    return merged
 
 
 # --- property values (README, Definitions: "Property values") ----------------------------------------
@@ -120,8 +240,8 @@ def kind(value: Any) -> str:
 
 
 def person_properties(e: Event) -> dict[str, Any]:
-    """The properties of the event's person: none exist until persons land."""
-    return {}
+    """The properties of the event's person (events from `by_person` carry them)."""
+    return e.person
 
 
 def source_of(flt: dict[str, Any]) -> tuple[str, str]:
@@ -325,7 +445,7 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     """The funnel response for `request` (the API's JSON body) over `events`."""
     first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
     zone = request.get("timezone", "UTC")
-    in_range = [e for e in deduplicated(events) if first <= local_time(e, zone).date() <= last]
+    in_range = [e for e in by_person(events) if first <= local_time(e, zone).date() <= last]
     steps = step_list(request)
     window = request.get("window_seconds", 14 * 86400) * 1000
     mode = request.get("mode", "ordered")
@@ -396,8 +516,9 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     while len(starts) < count:
         starts.insert(0, previous_period(starts[0], period_type))
     zone = params.get("timezone", "UTC")
-    day = {id(e): local_time(e, zone).date() for e in events}
-    known = [e for e in deduplicated(events) if day[id(e)] <= end]
+    personal = by_person(events)
+    day = {id(e): local_time(e, zone).date() for e in personal}
+    known = [e for e in personal if day[id(e)] <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
     for user in {e.user_id for e in known}:
@@ -493,7 +614,7 @@ def metrics_of_day(events: list[Event], day: date) -> dict[str, float]:
 
 def metrics(events: Iterable[Event], start: date, end: date) -> dict[tuple[date, str], float]:
     """(day, metric) -> value over [start, end]."""
-    unique = deduplicated(events)
+    unique = by_person(events)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     return {(day, name): float(value) for day in days for name, value in metrics_of_day(unique, day).items()}
 
@@ -513,7 +634,7 @@ OTHER_BUCKET = (9, 0)
 
 
 def person_of(e: Event) -> str:
-    """The event's person: each distinct id is its own person until persons land."""
+    """The event's person (events from `by_person` are under their person's key)."""
     return e.user_id
 
 
@@ -627,7 +748,7 @@ def trends(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     periods = [(first, last)]
     if request.get("compare") == "previous_period":
         periods.append((first - timedelta(days=length), first - timedelta(days=1)))
-    unique = deduplicated(events)
+    unique = by_person(events)
     breakdown = request.get("breakdown")
 
     def reads(s: dict[str, Any], start: date, end: date) -> list[Event]:

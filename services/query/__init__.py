@@ -1,4 +1,4 @@
-"""Query service: ClickHouse -> stats, funnel and cohort answers for dashboards (read key)."""
+"""Query service: ClickHouse -> stats, funnel, cohort and person answers for dashboards (read key)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from services.query import routes
+from services.query import persons_routes, routes
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
 
@@ -20,7 +20,7 @@ class QueryComponent(BaseComponent):
     uses_clickhouse: bool = True
 
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.settings)]
+        return [routes.build_router(self.settings), persons_routes.build_router(self.settings)]
 
 
 def component() -> QueryComponent:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, PERSON
+from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, IN_MERGED_PERSON, PERSON
 
 SUMMARY_SWAPPED = "the cohort summary was rebuilt during the query"
 # An insert stamps `inserted_at` (now(), in seconds) before its part is committed; a summary built in
@@ -61,23 +61,30 @@ def counts_sql(periods: int, returned_at_offset: str) -> str:
 
 
 def summary_sql(period_type: str, periods: int) -> str:
-    """Cohort rows when any event starts and any event returns (see the module doc). Each user becomes
-    (sign, cohort, bit mask of the shown periods they were active in): every summarised user (+1),
-    minus the changed ones among them (-1, a primary-key lookup in the summary), plus the changed users
-    recomputed from the events (+1). Users are then counted per (cohort, mask), a few thousand groups,
-    before the masks are expanded; subtracting spares testing a million user ids against the set."""
+    """Cohort rows when any event starts and any event returns (see the module doc). Each person becomes
+    (sign, cohort, bit mask of the shown periods they were active in). A distinct id that is its own
+    person is one summary row: every such summarised id (+1), minus the changed ones among them (-1, a
+    primary-key lookup in the summary), plus the changed ones recomputed from the events (+1);
+    subtracting spares testing every id against the set. The ids of merged persons (two or more ids)
+    are grouped by person first, each id's days coming from the summary or, when changed, from the
+    events. People are then counted per (cohort, mask), a few thousand groups, before the masks are
+    expanded."""
     period = DAY_PERIOD[period_type]
+    alone = f"{SUMMARY_USABLE} AND NOT {IN_MERGED_PERSON}"
+    changed = f"user_id IN ({CHANGED_USERS})"
     return f"""
         SELECT cohort, sum(n) AS users,
                sumForEach(arrayMap(k -> bitTest(mask, cohort + k) * n, range({periods} - cohort)))
         FROM (
             SELECT cohort, mask, sum(sign) AS n
             FROM (
-                {summarised_users_sql(period, "1", SUMMARY_USABLE)}
+                {from_days_sql(period, "1", summarised_days_sql(alone))}
                 UNION ALL
-                {summarised_users_sql(period, "-1", f"{SUMMARY_USABLE} AND user_id IN ({CHANGED_USERS})")}
+                {from_days_sql(period, "-1", summarised_days_sql(f"{alone} AND {changed}"))}
                 UNION ALL
-                {recomputed_users_sql(period)})
+                {from_days_sql(period, "1", recomputed_days_sql(f"NOT {IN_MERGED_PERSON}", "user_id"))}
+                UNION ALL
+                {from_days_sql(period, "1", merged_person_days_sql())})
             GROUP BY cohort, mask)
         GROUP BY cohort
         ORDER BY cohort"""
@@ -89,32 +96,48 @@ def bit_of(period_index: str) -> str:
     return f"bitShiftLeft(toUInt64(1), least(greatest({period_index}, 0), 63))"
 
 
-def summarised_users_sql(period: str, sign: str, where: str) -> str:
-    """(sign, cohort, mask) of the summary's users matching `where`; a user's days are sorted, so the
-    periods are too and arrayCompact leaves each once."""
+def from_days_sql(period: str, sign: str, days: str) -> str:
+    """(sign, cohort, mask) of each row of `days` (a sorted array `known` of the days before end_day):
+    sorted days give sorted periods, so arrayCompact leaves each once."""
     periods = f"arrayCompact(arrayMap(d -> {period.format(d='d')}, known))"
     return f"""
         SELECT {sign} AS sign, toInt32({period.format(d="known[1]")}) AS cohort,
                arraySum(arrayMap(p -> {bit_of("p")}, {periods})) AS mask
-        FROM (SELECT arrayFilter(d -> d < {{end_day:Int32}}, days) AS known
-              FROM {ACTIVE_DAYS_TABLE}
-              WHERE {where} AND NOT throwIf(built_at != {BUILT_AT}, '{SUMMARY_SWAPPED}'))
+        FROM ({days})
         WHERE notEmpty(known) AND known[1] >= {{first_day:Int32}}"""
 
 
-def recomputed_users_sql(period: str) -> str:
-    """(1, cohort, mask) from `analytics_events FINAL` of the changed users, or of everyone when the
-    summary cannot be used. The user_id filter may run before FINAL: copies share the key."""
-    known, shown = "d < {end_day:Int32}", "d >= {first_day:Int32} AND d < {end_day:Int32}"
-    first_known = f"minIf(d, {known})"
+def summarised_days_sql(where: str, person: str | None = None) -> str:
+    """`known` of the summary's rows matching `where` (and `person`, the row's person, when asked)."""
+    select = f"{person} AS person, " if person else ""
     return f"""
-        SELECT 1 AS sign, toInt32({period.format(d=first_known)}) AS cohort,
-               groupBitOrIf({bit_of(period.format(d="d"))}, {shown}) AS mask
-        FROM (SELECT user_id, {DAY_NUMBER.format(t="timestamp")} AS d
+        SELECT {select}arrayFilter(d -> d < {{end_day:Int32}}, days) AS known
+        FROM {ACTIVE_DAYS_TABLE}
+        WHERE {where} AND NOT throwIf(built_at != {BUILT_AT}, '{SUMMARY_SWAPPED}')"""
+
+
+def recomputed_days_sql(where: str, group: str) -> str:
+    """`known` from `analytics_events FINAL`, per `group`, of the changed ids matching `where` (of every
+    id when the summary cannot be used). The id filters may run before FINAL: copies share the key."""
+    return f"""
+        SELECT {group}, arraySort(groupArrayIf(d, d < {{end_day:Int32}})) AS known
+        FROM (SELECT user_id, {PERSON} AS person, {DAY_NUMBER.format(t="timestamp")} AS d
               FROM {EVENTS_TABLE} FINAL
-              PREWHERE NOT {SUMMARY_USABLE} OR user_id IN ({CHANGED_USERS}))
-        GROUP BY user_id
-        HAVING countIf({known}) > 0 AND {first_known} >= {{first_day:Int32}}"""
+              PREWHERE (NOT {SUMMARY_USABLE} OR user_id IN ({CHANGED_USERS})) AND {where})
+        GROUP BY {group}"""
+
+
+def merged_person_days_sql() -> str:
+    """`known` of every merged person: the days of all their ids, each id's from the summary or, when
+    it changed, from the events."""
+    unchanged = f"{SUMMARY_USABLE} AND {IN_MERGED_PERSON} AND user_id NOT IN ({CHANGED_USERS})"
+    return f"""
+        SELECT arraySort(arrayDistinct(arrayFlatten(groupArray(known)))) AS known
+        FROM (
+            {summarised_days_sql(unchanged, PERSON)}
+            UNION ALL
+            SELECT person, known FROM ({recomputed_days_sql(IN_MERGED_PERSON, "person")}))
+        GROUP BY person"""
 
 
 def scan_sql(period_type: str, periods: int, is_start: str, is_return: str, event_filter: str) -> str:

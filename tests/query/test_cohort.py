@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from services.query.cohort import CohortRequest, label, run_cohort
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
 from tests import reference
 from tests.reference import Event, ev, load
 
@@ -193,7 +192,7 @@ async def test_service_matches_reference(
     }
     params.update({k: v for k, v in {"start_event": start_event, "return_event": return_event}.items() if v})
     note(f"events={events!r} params={params!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     await ask(clickhouse, events, **params)
 

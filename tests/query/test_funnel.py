@@ -253,10 +253,10 @@ async def test_injection_looking_input_is_just_data(clickhouse: ClickHouse) -> N
 
 async def test_a_query_over_its_time_budget_is_cancelled(clickhouse: ClickHouse) -> None:
     await clickhouse.command(
-        f"INSERT INTO {EVENTS_TABLE} (event_id, event, user_id, timestamp, received_at, properties) "
+        f"INSERT INTO {EVENTS_TABLE} (event_id, event, user_id, timestamp, received_at, properties, did) "
         "SELECT generateUUIDv4(), ['a', 'b'][number % 2 + 1], toString(number % 100000), "
-        "toDateTime64('2023-01-01', 3, 'UTC') + number, toDateTime64('2023-01-01', 3, 'UTC'), '{}' "
-        "FROM numbers(2000000)"
+        "toDateTime64('2023-01-01', 3, 'UTC') + number, toDateTime64('2023-01-01', 3, 'UTC'), '{}', "
+        "number % 100000 + 1 FROM numbers(2000000)"
     )
     request = FunnelRequest(steps=["a", "b"], start_date=DAY, end_date="2023-02-01", mode="strict")
     with pytest.raises(QueryTimeout):
@@ -337,7 +337,7 @@ async def test_service_matches_reference(
 ) -> None:
     note(f"events={events!r} steps={steps!r} window={window} breakdown={breakdown} filters={global_filters}")
     note(f"timezone={timezone}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     for mode in ("ordered", "strict", "unordered"):
         request = {"steps": steps, "end_date": "2023-01-02", "window_seconds": window, "mode": mode}

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from services.query.trends import TrendsRequest, run_trends
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
 from tests import reference
 from tests.query.app import query_client
 from tests.reference import Event, at, ev, load
@@ -376,6 +375,6 @@ async def test_service_matches_reference(
     clickhouse: ClickHouse, events: list[Event], request: dict[str, Any]
 ) -> None:
     note(f"events={events!r} request={request!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     await ask(clickhouse, events, **request)
