@@ -1,0 +1,187 @@
+"""Saved insights and dashboards: what a client sends, what it gets back, and what makes one valid.
+
+An insight is a query of one of the dashboard's charts (`type`) with its date range: either relative
+(`{"last_days": 30}`, re-evaluated whenever it is opened) or fixed days. Its `query` is checked by the
+same request model as the endpoint that answers it, so a saved insight always runs. A dashboard is a
+named, ordered list of tiles, each naming a saved insight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from services.query.cohort import CohortRequest
+from services.query.funnel import FunnelRequest
+from shared.contracts.dates import MAX_RANGE_DAYS, DateRange, Day
+from shared.errors import InvalidRequest
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+InsightType = Literal["events", "metric", "funnel", "retention"]
+MAX_TILES = 50
+MAX_QUERY_BYTES = 16 * 1024
+
+
+class LastDays(BaseModel):
+    """The N days ending today (in the insight's time zone), evaluated when the insight is opened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_days: int = Field(ge=1, le=MAX_RANGE_DAYS)
+
+
+class FixedDays(BaseModel):
+    """Fixed days, inclusive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_date: Day
+    end_date: Day
+
+    @model_validator(mode="after")
+    def ordered(self) -> FixedDays:
+        DateRange.checked(self.start_date, self.end_date, where="body")
+        return self
+
+
+class MetricQuery(BaseModel):
+    """A daily ETL metric's series (`GET /api/v1/analytics/metrics/{metric}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class EventsQuery(BaseModel):
+    """The top events of the range (`GET /api/v1/analytics/stats`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(10, ge=1, le=100)
+
+
+# Fields of the endpoints' requests that the insight's date range supplies instead of its query.
+RANGE_FIELDS = {"funnel": {"start_date", "end_date"}, "retention": {"end_date", "periods"}}
+
+
+def check_query(kind: str, query: dict[str, Any]) -> dict[str, Any]:
+    """The query as its endpoint's model reads it (defaults filled in), or 422 naming the field."""
+    supplied = RANGE_FIELDS.get(kind, set()) & set(query)
+    if supplied:
+        field = sorted(supplied)[0]
+        raise InvalidRequest(
+            f"query.{field} comes from the insight's date_range; leave it out of query",
+            details=[{"loc": ["body", "query", field], "msg": "set by date_range"}],
+        )
+    try:
+        if kind == "funnel":
+            today = dt.date.today()
+            model = FunnelRequest.model_validate({**query, "start_date": today, "end_date": today})
+            return model.model_dump(mode="json", exclude=RANGE_FIELDS["funnel"])
+        if kind == "retention":
+            unknown = set(query) - set(CohortRequest.model_fields)
+            if unknown:
+                raise InvalidRequest(f"query has unknown fields: {', '.join(sorted(unknown))}")
+            cohort = CohortRequest.model_validate(query)
+            return cohort.model_dump(mode="json", exclude=RANGE_FIELDS["retention"])
+        if kind == "metric":
+            return MetricQuery.model_validate(query).model_dump()
+        return EventsQuery.model_validate(query).model_dump()
+    except ValidationError as exc:
+        details = [
+            {"loc": ["body", "query", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        fields = sorted({".".join(str(p) for p in d["loc"][1:]) for d in details})
+        raise InvalidRequest(f"invalid {', '.join(fields)}", details=details) from None
+
+
+class InsightFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    type: InsightType
+    query: dict[str, Any] = Field(default_factory=dict, description="The chart's request, without dates")
+    date_range: LastDays | FixedDays = Field(default_factory=lambda: LastDays(last_days=30))
+    timezone: Literal["UTC"] = Field("UTC", description="UTC only for now")
+
+
+class InsightIn(InsightFields):
+    """A new insight, or an insight's replacement (PUT); its query must be one its endpoint accepts."""
+
+    @model_validator(mode="after")
+    def runnable(self) -> InsightIn:
+        if len(orjson.dumps(self.query)) > MAX_QUERY_BYTES:
+            raise InvalidRequest(f"query is larger than {MAX_QUERY_BYTES} bytes")
+        self.query = check_query(self.type, self.query)
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """What is stored besides the name."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+
+class Insight(InsightFields):
+    """A saved insight (read back; not validated again, so older saved queries still list)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    can_edit: bool = Field(description="True when this key created it, or is an admin key")
+
+
+class InsightList(BaseModel):
+    insights: list[Insight]
+
+
+class Tile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    insight_id: uuid.UUID
+    width: Literal["half", "full"] = "half"
+
+
+class DashboardIn(BaseModel):
+    """A new dashboard, or a dashboard's replacement (PUT): its name and tiles, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    tiles: list[Tile] = Field(default_factory=list, max_length=MAX_TILES)
+
+
+class PlacedTile(Tile):
+    insight: Insight | None = Field(description="The saved insight; null once it has been deleted")
+
+
+class Dashboard(BaseModel):
+    id: uuid.UUID
+    name: str
+    tiles: list[PlacedTile]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    can_edit: bool = Field(description="True when this key created it, or is an admin key")
+
+
+class DashboardSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    tiles: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    can_edit: bool
+
+
+class DashboardList(BaseModel):
+    dashboards: list[DashboardSummary]
+
+
+class Deleted(BaseModel):
+    id: uuid.UUID
+    deleted: bool = True
