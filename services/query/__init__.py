@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from services.query import persons_routes, routes, saved_routes
+from services.query import persons_routes, routes, saved_routes, web
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
 
@@ -25,6 +25,7 @@ class QueryComponent(BaseComponent):
             routes.build_router(self.settings),
             persons_routes.build_router(self.settings),
             saved_routes.build_router(),
+            web.build_router(),
         ]
 
 
