@@ -13,7 +13,16 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from services.query.cohort import CohortRequest
 from services.query.funnel import FunnelRequest
@@ -44,7 +53,11 @@ class FixedDays(BaseModel):
 
     @model_validator(mode="after")
     def ordered(self) -> FixedDays:
-        DateRange.checked(self.start_date, self.end_date, where="body")
+        try:
+            DateRange.checked(self.start_date, self.end_date)
+        except InvalidRequest as exc:
+            loc = ["body", "date_range", exc.details[0]["loc"][-1]]
+            raise InvalidRequest(exc.message, details=[{**exc.details[0], "loc": loc}]) from None
         return self
 
 
@@ -63,6 +76,17 @@ class EventsQuery(BaseModel):
 
     limit: int = Field(10, ge=1, le=100)
 
+
+def range_kind(value: Any) -> str:
+    """Which form a date range takes: the last N days, or fixed days."""
+    if isinstance(value, dict):
+        return "last_days" if "last_days" in value else "days"
+    return "last_days" if isinstance(value, LastDays) else "days"
+
+
+DateRangeSpec = Annotated[
+    Annotated[LastDays, Tag("last_days")] | Annotated[FixedDays, Tag("days")], Discriminator(range_kind)
+]
 
 # Fields of the endpoints' requests that the insight's date range supplies instead of its query.
 RANGE_FIELDS = {"funnel": {"start_date", "end_date"}, "retention": {"end_date", "periods"}}
@@ -85,7 +109,12 @@ def check_query(kind: str, query: dict[str, Any]) -> dict[str, Any]:
         if kind == "retention":
             unknown = set(query) - set(CohortRequest.model_fields)
             if unknown:
-                raise InvalidRequest(f"query has unknown fields: {', '.join(sorted(unknown))}")
+                raise InvalidRequest(
+                    f"query has unknown fields: {', '.join(sorted(unknown))}",
+                    details=[
+                        {"loc": ["body", "query", name], "msg": "unknown field"} for name in sorted(unknown)
+                    ],
+                )
             cohort = CohortRequest.model_validate(query)
             return cohort.model_dump(mode="json", exclude=RANGE_FIELDS["retention"])
         if kind == "metric":
@@ -106,7 +135,7 @@ class InsightFields(BaseModel):
     name: Name
     type: InsightType
     query: dict[str, Any] = Field(default_factory=dict, description="The chart's request, without dates")
-    date_range: LastDays | FixedDays = Field(default_factory=lambda: LastDays(last_days=30))
+    date_range: DateRangeSpec = Field(default_factory=lambda: LastDays(last_days=30))
     timezone: Literal["UTC"] = Field("UTC", description="UTC only for now")
 
 

@@ -1,4 +1,4 @@
-// Building DOM nodes without innerHTML (event names and properties are user data), and the loading,
+// Building DOM nodes from text, never from markup (event names and properties are user data), and the loading,
 // empty and error states every panel shares.
 
 /** An element: props set attributes, properties (`hidden`, `value`...), `class`, `text`, `dataset`
