@@ -1,0 +1,424 @@
+"""The dashboard in a real browser (headless Chromium) against the real all-in-one system, seeded through
+the public API: each page shows what the API answers for the same query (read from the DOM), the live
+page moves with a new event, saved insights survive a restart, wrong keys are refused, and no page logs
+a console error or a failed request. Screenshots of every page land in tests/output/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+
+from deploy.processes import ServiceProcess
+from tests.browser import DESKTOP, PHONE, Browser, browser  # noqa: F401 - `browser` is a fixture
+from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, module_all_in_one
+
+OTHER_READ_KEY = "test-dashboard-second-read-key"
+dashboard_system = module_all_in_one(
+    "dashboard",
+    {"ETL_SCHEDULE_ENABLED": "false", "ANALYTICS_READ_KEYS": f"{READ_KEY},{OTHER_READ_KEY}"},
+)
+NUMBER = re.compile(r"-?[\d,]*\.?\d+")
+
+
+@dataclass(frozen=True)
+class Seed:
+    today: date
+    events: int
+
+
+def api(system: ServiceProcess, key: str = READ_KEY) -> httpx.Client:
+    return system.client(key)
+
+
+def seed_events(today: date) -> list[dict[str, Any]]:
+    """24 users over the 20 days before today: signup, most view an item, some buy; half return a week on."""
+    events = []
+
+    def add(name: str, user: str, day: date, hour: int, **properties: Any) -> None:
+        stamp = f"{day.isoformat()}T{hour:02d}:00:00Z"
+        events.append(
+            {
+                "event": name,
+                "user_id": user,
+                "timestamp": stamp,
+                "properties": properties,
+                "event_id": str(uuid.uuid4()),
+            }
+        )
+
+    for k in range(24):
+        user, first = f"user-{k}", today - timedelta(days=1 + k % 20)
+        plan = "pro" if k % 2 else "free"
+        add("signup", user, first, 9, plan=plan)
+        if k % 4 != 3:
+            add("view_item", user, first, 10, plan=plan)
+            if k % 3 == 0:
+                add("purchase", user, first, 11, plan=plan, amount=10.0 + k)
+        if k % 2 == 0 and first + timedelta(days=7) < today:
+            add("view_item", user, first + timedelta(days=7), 12)
+    return events
+
+
+@pytest.fixture(scope="module")
+def seeded(dashboard_system: ServiceProcess) -> Seed:
+    """The events posted (explicit ids and times), stored, and the ETL run for the days they cover."""
+    today = datetime.now(UTC).date()
+    events = seed_events(today)
+    with dashboard_system.client(INGEST_KEY) as ingest:
+        assert ingest.post("/api/v1/events", json={"events": events}).json()["accepted"] == len(events)
+    period = {"start_date": (today - timedelta(days=30)).isoformat(), "end_date": today.isoformat()}
+    with api(dashboard_system) as reader:
+        deadline = time.monotonic() + 60
+        while reader.get("/api/v1/analytics/stats", params=period).json()["events"] < len(events):
+            assert time.monotonic() < deadline, "seeded events not stored within 60 s"
+            time.sleep(0.3)
+    days = {
+        "start_date": (today - timedelta(days=21)).isoformat(),
+        "end_date": (today - timedelta(days=1)).isoformat(),
+    }
+    with dashboard_system.client(ADMIN_KEY, timeout=300) as admin:
+        assert admin.post("/api/v1/analytics/etl/run", json=days).status_code == 200
+    return Seed(today, len(events))
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, dashboard_system: ServiceProcess, seeded: Seed) -> Iterator[Browser]:  # noqa: F811
+    """The browser at desktop size, its logs emptied; each test ends with no page failure."""
+    browser.resize(*DESKTOP)
+    browser.failures()
+    yield browser
+
+
+def go(page: Browser, system: ServiceProcess, path: str) -> None:
+    page.get(system.url + path)
+    page.wait_for("main h1")
+
+
+def sign_in(page: Browser, system: ServiceProcess, key: str = READ_KEY) -> None:
+    page.get(system.url + "/")
+    field = page.wait_for("#signin-key")
+    field.clear()
+    field.send_keys(key, Keys.ENTER)  # the keyboard alone signs in
+    page.wait(lambda: page.css("body").get_attribute("data-signed-in") == "true", what="signed in")
+
+
+def number(text: str) -> float:
+    """The first number in a text as shown ("1,234.5 users" -> 1234.5)."""
+    match = NUMBER.search(text.replace("−", "-"))
+    assert match, f"no number in {text!r}"
+    return float(match.group().replace(",", ""))
+
+
+def no_failures(page: Browser, where: str) -> None:
+    failures = page.failures()
+    assert not failures, f"{where}: {failures}"
+
+
+def shoot(page: Browser, system: ServiceProcess, path: str, name: str, ready: str) -> None:
+    """Screenshots of a page at desktop and phone width, each after `ready` is on the page."""
+    for size, mobile, label in ((DESKTOP, False, "desktop"), (PHONE, True, "phone")):
+        page.resize(*size, mobile=mobile)
+        go(page, system, path)
+        page.wait_for(ready)
+        time.sleep(0.5)  # charts draw on the next frames
+        page.screenshot(f"{name}-{label}")
+    page.resize(*DESKTOP)
+    no_failures(page, f"screenshots of {path}")
+
+
+def test_a_wrong_key_is_refused_in_words(page: Browser, dashboard_system: ServiceProcess) -> None:
+    page.get(dashboard_system.url + "/")
+    page.run("sessionStorage.clear()")
+    for key, says in (
+        ("not-a-key-of-this-system-0123", "not known to the server"),
+        (INGEST_KEY, "ingest key"),
+    ):
+        page.get(dashboard_system.url + "/")
+        page.wait_for("#signin-key").send_keys(key, Keys.ENTER)
+        page.wait(lambda says=says: says in page.text("#signin-error"), what=says)
+        assert page.css("body").get_attribute("data-signed-in") == "false"
+        assert page.run("return sessionStorage.length") == 0
+    refused = page.failures()  # the two refusals themselves, and nothing else
+    assert refused and all("401" in f.text or "403" in f.text for f in refused), refused
+    page.screenshot("signin-refused-desktop")
+
+
+def test_overview_shows_the_apis_numbers(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sign_in(page, dashboard_system)
+    page.wait_for(".card[data-metric='dau'] .value")
+    with api(dashboard_system) as client:
+        overview = client.get("/api/v1/analytics/overview").json()
+        units = {m["name"]: m["unit"] for m in client.get("/api/v1/analytics/metrics").json()["metrics"]}
+        week = {
+            "start_date": (seeded.today - timedelta(days=6)).isoformat(),
+            "end_date": seeded.today.isoformat(),
+        }
+        stats = client.get("/api/v1/analytics/stats", params=week).json()
+    assert overview["date"] == (seeded.today - timedelta(days=1)).isoformat()
+    for name, figures in overview["metrics"].items():
+        shown = page.text(f".card[data-metric='{name}'] .value")
+        expected = figures["value"] * (100 if units[name] == "ratio" else 1)
+        assert abs(number(shown) - expected) <= 0.005, (name, shown, figures)
+        change = page.text(f".card[data-metric='{name}'] .change")
+        if figures["change_pct"] is None:
+            assert change.startswith("–"), (name, change)
+        elif figures["change_pct"] == 0:
+            assert change.startswith("no change"), (name, change)
+        else:
+            assert abs(number(change.lstrip("▲▼ ")) - figures["change_pct"]) < 0.05, (name, change, figures)
+    page.wait_for("table.top-events")
+    rows = [
+        [c.text for c in row.find_elements("css selector", "th, td")]
+        for row in page.all("table.top-events tbody tr")
+    ]
+    assert rows == [[e["event"], f"{e['count']:,}", f"{e['unique_users']:,}"] for e in stats["by_event"][:10]]
+    assert number(page.text(".top .total-events")) == stats["events"]
+    page.wait(
+        lambda: len(page.all(".card .spark canvas")) == len(overview["metrics"]), what="every sparkline"
+    )
+
+    page.get(dashboard_system.url + "/")  # a fresh load, signed in: how soon are the cards on screen?
+    ready = page.wait(lambda: page.run("return performance.getEntriesByName('overview-ready')[0]?.startTime"))
+    paint = page.run("return performance.getEntriesByName('first-contentful-paint')[0]?.startTime")
+    with capsys.disabled():
+        print(
+            f"\noverview: first useful paint (metric cards shown) {ready:.0f} ms,"
+            f" first contentful paint {paint:.0f} ms"
+        )
+    no_failures(page, "overview")
+    assert READ_KEY not in page.driver.current_url and page.run("return localStorage.length") == 0
+
+
+def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+) -> None:
+    go(page, dashboard_system, "/funnel")
+    page.wait_for(".funnel-results .state.empty")
+    inputs = page.all(".step-inputs input")
+    inputs[0].send_keys("signup")
+    inputs[1].send_keys("view_item")
+    page.css(".funnel-form form > button.button.quiet").click()  # Add step
+    page.all(".step-inputs input")[2].send_keys("purchase")
+    page.css("#funnel-breakdown").send_keys("plan")
+    page.css(".funnel-form button[type=submit]").click()
+    page.wait_for("table.funnel-table")
+
+    query = parse_qs(urlparse(page.driver.current_url).query)
+    assert query == {"step": ["signup", "view_item", "purchase"], "breakdown": ["plan"]}
+    body = {
+        "steps": ["signup", "view_item", "purchase"],
+        "breakdown": "plan",
+        "start_date": (seeded.today - timedelta(days=29)).isoformat(),
+        "end_date": seeded.today.isoformat(),
+    }
+    with api(dashboard_system) as client:
+        expected = client.post("/api/v1/analytics/funnel", json=body).json()
+
+    def shown_steps() -> list[list[str]]:
+        return [
+            [c.text for c in r.find_elements("css selector", "th, td")]
+            for r in page.all("table.funnel-table tbody tr")
+        ]
+
+    assert shown_steps() == [
+        [
+            f"{k + 1}. {s['step']}",
+            f"{s['count']:,}",
+            f"{s['conversion_rate']:g}%",
+            "–" if k == 0 else f"{s['drop_off']:,}",
+        ]
+        for k, s in enumerate(expected["funnel"])
+    ]
+    assert number(page.text(".overall-conversion")) == expected["overall_conversion"]
+    buckets = [r.find_element("css selector", "th").text for r in page.all("table.breakdown-table tbody tr")]
+    assert buckets == [b["value"] for b in expected["breakdown"]]
+    entered = [
+        number(r.find_elements("css selector", "td")[0].text)
+        for r in page.all("table.breakdown-table tbody tr")
+    ]
+    assert entered == [b["total_entries"] for b in expected["breakdown"]]
+
+    page.driver.refresh()  # the URL alone brings it back
+    page.wait(lambda: shown_steps() == shown_steps() and len(shown_steps()) == 3, what="funnel after reload")
+    page.driver.back()
+    page.wait_for(".funnel-results .state.empty")
+    page.driver.forward()
+    page.wait_for("table.funnel-table")
+    assert [r[1] for r in shown_steps()] == [f"{s['count']:,}" for s in expected["funnel"]]
+    no_failures(page, "funnel")
+
+
+def weeks_touching(start: date, end: date) -> int:
+    monday = lambda d: d - timedelta(days=d.weekday())  # noqa: E731
+    return (monday(end) - monday(start)).days // 7 + 1
+
+
+def test_retention_page_shows_the_apis_cohorts(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+) -> None:
+    go(page, dashboard_system, "/retention")
+    page.wait_for("table.heatmap")
+    params = {
+        "period_type": "weekly",
+        "periods": weeks_touching(seeded.today - timedelta(days=29), seeded.today),
+        "end_date": seeded.today.isoformat(),
+    }
+    with api(dashboard_system) as client:
+        expected = client.get("/api/v1/analytics/cohort", params=params).json()
+    rows = page.all("table.heatmap tbody tr")
+    assert [r.find_element("css selector", "th").text for r in rows] == [
+        c["cohort_date"] for c in expected["cohorts"]
+    ]
+    for row, cohort in zip(rows, expected["cohorts"], strict=True):
+        assert number(row.find_elements("css selector", "td")[0].text) == cohort["users"]
+        cells = row.find_elements("css selector", "td.cell:not(.future)")
+        shown = [
+            (
+                number(c.find_element("css selector", ".pct").text),
+                number(c.find_element("css selector", ".count").text),
+            )
+            for c in cells
+        ]
+        assert shown == [(p["percentage"], p["count"]) for p in cohort["data"]], cohort["cohort_date"]
+        assert all(re.search(r"\bheat-(\d|none)\b", c.get_attribute("class")) for c in cells)
+
+    page.css("#retention-period").send_keys("Days")  # keyboard choice of the select
+    page.css(".retention-form button[type=submit]").click()
+    page.wait(lambda: "period=daily" in page.driver.current_url, what="daily in the URL")
+    page.wait(lambda: page.all("table.heatmap thead th")[2].text == "Day 0", what="daily cohorts")
+    assert len(page.all("table.heatmap tbody tr")) == 30
+    no_failures(page, "retention")
+
+
+def test_live_page_moves_with_a_new_event(page: Browser, dashboard_system: ServiceProcess) -> None:
+    go(page, dashboard_system, "/live")
+    page.wait(lambda: page.text("#live-status") == "Connected", what="connected")
+    before = page.wait(
+        lambda: page.text("#live-active-users") != "–" and number(page.text("#live-active-users")) + 1
+    )
+    user = f"live-{uuid.uuid4().hex[:8]}"
+    event = {
+        "event": "live_check",
+        "user_id": user,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "event_id": str(uuid.uuid4()),
+    }
+    with dashboard_system.client(INGEST_KEY) as ingest:
+        assert ingest.post("/api/v1/events", json=event).status_code == 202
+    row = page.wait(
+        lambda: [r for r in page.all("#live-list .live-event") if user in r.text],
+        timeout=30,
+        what="the event in the list",
+    )[0]
+    assert row.find_element("css selector", ".event").text == "live_check"
+    page.wait(
+        lambda: number(page.text("#live-active-users")) >= before, timeout=30, what="the counter to move"
+    )
+
+    page.css("#live-filter").send_keys("purchase", Keys.ENTER)  # only purchases from now on
+    page.wait(lambda: "event=purchase" in page.driver.current_url, what="the filter in the URL")
+    other = {**event, "user_id": f"{user}-2", "event_id": str(uuid.uuid4())}
+    bought = {
+        **event,
+        "event": "purchase",
+        "user_id": f"{user}-3",
+        "event_id": str(uuid.uuid4()),
+        "properties": {"amount": 5},
+    }
+    with dashboard_system.client(INGEST_KEY) as ingest:
+        ingest.post("/api/v1/events", json={"events": [other, bought]})
+    page.wait(
+        lambda: any(f"{user}-3" in r.text for r in page.all("#live-list .live-event")),
+        timeout=30,
+        what="the purchase",
+    )
+    assert not any(f"{user}-2" in r.text for r in page.all("#live-list .live-event"))
+    no_failures(page, "live")
+
+
+def test_a_saved_insight_and_dashboard_survive_a_restart(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+) -> None:
+    go(page, dashboard_system, "/funnel?step=signup&step=purchase")
+    page.wait_for("table.funnel-table")
+    page.css(".funnel-results button.save").click()
+    name = page.wait_for("#save-form input[name=name]")
+    name.clear()
+    name.send_keys("Signup to purchase", Keys.ENTER)
+    page.wait(lambda: "Saved “Signup to purchase”" in page.text(".notices"), what="the saved notice")
+
+    go(page, dashboard_system, "/dashboards")
+    page.css("#new-dashboard-name").send_keys("Growth", Keys.ENTER)
+    page.wait(lambda: "/dashboards/" in page.driver.current_url, what="the new dashboard")
+    dashboard_url = page.driver.current_url
+    page.wait_for("#add-tile button[type=submit]").click()
+    page.wait_for(".tile .funnel-bars")
+    with api(dashboard_system) as client:
+        body = {
+            "steps": ["signup", "purchase"],
+            "start_date": (seeded.today - timedelta(days=29)).isoformat(),
+            "end_date": seeded.today.isoformat(),
+        }
+        expected = client.post("/api/v1/analytics/funnel", json=body).json()
+    counts = [number(f.text) for f in page.all(".tile .step-figures strong")]
+    assert counts == [s["count"] for s in expected["funnel"]]
+    no_failures(page, "saving")
+
+    dashboard_system.kill()
+    dashboard_system.start()
+    page.get(dashboard_url)  # the tab keeps its key; the system is a new process
+    page.wait_for(".tile .funnel-bars")
+    assert page.text("main h1") == "Growth"
+    assert [number(f.text) for f in page.all(".tile .step-figures strong")] == counts
+    go(page, dashboard_system, "/insights")
+    page.wait_for("table.insights-table")
+    assert [a.text for a in page.all(".insight-link")] == ["Signup to purchase"]
+    page.failures()  # the live socket's reconnection attempts while the process was down
+
+    page.css("#sign-out").click()
+    sign_in(page, dashboard_system, OTHER_READ_KEY)
+    page.get(dashboard_url)  # the shared link, with another read key: it opens, but is not theirs to change
+    page.wait_for(".tile .funnel-bars")
+    assert not page.all("#add-tile") and not page.all(".tile .danger")
+    no_failures(page, "a shared dashboard")
+    page.css("#sign-out").click()
+    sign_in(page, dashboard_system)
+
+
+def test_every_page_at_desktop_and_phone_width(page: Browser, dashboard_system: ServiceProcess) -> None:
+    with api(dashboard_system) as client:
+        board = client.get("/api/v1/dashboards").json()["dashboards"][0]["id"]
+    pages = [
+        ("/", "overview", ".card .spark canvas"),
+        ("/funnel?step=signup&step=view_item&step=purchase&breakdown=plan", "funnel", "table.funnel-table"),
+        ("/retention", "retention", "table.heatmap"),
+        ("/live", "live", "#live-status"),
+        ("/insights", "insights", "table.insights-table"),
+        ("/dashboards", "dashboards", "table.dashboards-table"),
+        (f"/dashboards/{board}", "dashboard", ".tile .funnel-bars"),
+        ("/trends", "trends", "main .state"),
+        ("/persons", "persons", "main .state"),
+    ]
+    for path, name, ready in pages:
+        shoot(page, dashboard_system, path, name, ready)
+    # Keyboard: from the top of the page, Tab reaches the skip link, the navigation and the range presets.
+    go(page, dashboard_system, "/")
+    page.wait_for(".card .value")
+    reached = []
+    for _ in range(14):
+        ActionChains(page.driver).send_keys(Keys.TAB).perform()
+        reached.append(page.run("return document.activeElement.textContent.trim()"))
+    assert reached[0] == "Skip to content" and "Funnel" in reached and "30 days" in reached, reached
