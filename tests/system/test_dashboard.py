@@ -125,16 +125,45 @@ def no_failures(page: Browser, where: str) -> None:
     assert not failures, f"{where}: {failures}"
 
 
-def shoot(page: Browser, system: ServiceProcess, path: str, name: str, ready: str) -> None:
-    """Screenshots of a page at desktop and phone width, each after `ready` is on the page."""
+def shoot(
+    page: Browser, system: ServiceProcess, path: str, name: str, ready: str, *, live_events: int = 0
+) -> None:
+    """Screenshots of a page at desktop and phone width, each after `ready` is on the page (and, for the
+    live views, after `live_events` new events arrived: they show only what came since they opened)."""
     for size, mobile, label in ((DESKTOP, False, "desktop"), (PHONE, True, "phone")):
         page.resize(*size, mobile=mobile)
         go(page, system, path)
         page.wait_for(ready)
-        time.sleep(0.5)  # charts draw on the next frames
+        if live_events:
+            page.wait(lambda: page.text(".live-status") == "Connected", what="connected")
+            post_live_events(system, live_events)
+            page.wait(
+                lambda: (
+                    page.all("#live-list .live-event")
+                    or (page.all(".chart-note") and "No events yet" not in page.text(".chart-note"))
+                ),
+                timeout=30,
+                what="live events on the page",
+            )
+        time.sleep(1.2 if live_events else 0.4)  # charts draw on the next frames; live bars each second
         page.screenshot(f"{name}-{label}")
     page.resize(*DESKTOP)
     no_failures(page, f"screenshots of {path}")
+
+
+def post_live_events(system: ServiceProcess, count: int) -> None:
+    now = datetime.now(UTC)
+    events = [
+        {
+            "event": ["view_item", "purchase", "signup"][k % 3],
+            "user_id": f"visitor-{k}",
+            "timestamp": (now - timedelta(seconds=k)).isoformat(),
+            "properties": {"amount": 12.5} if k % 3 == 1 else {},
+        }
+        for k in range(count)
+    ]
+    with system.client(INGEST_KEY) as ingest:
+        assert ingest.post("/api/v1/events", json={"events": events}).status_code == 202
 
 
 def test_a_wrong_key_is_refused_in_words(page: Browser, dashboard_system: ServiceProcess) -> None:
@@ -377,7 +406,7 @@ def test_a_saved_insight_and_dashboard_survive_a_restart(
     assert counts == [s["count"] for s in expected["funnel"]]
     no_failures(page, "saving")
 
-    dashboard_system.kill()
+    dashboard_system.terminate()  # a restart, as Ctrl-C and `make run` again would do it
     dashboard_system.start()
     page.get(dashboard_url)  # the tab keeps its key; the system is a new process
     page.wait_for(".tile .funnel-bars")
@@ -413,7 +442,7 @@ def test_every_page_at_desktop_and_phone_width(page: Browser, dashboard_system: 
         ("/persons", "persons", "main .state"),
     ]
     for path, name, ready in pages:
-        shoot(page, dashboard_system, path, name, ready)
+        shoot(page, dashboard_system, path, name, ready, live_events=6 if name in ("overview", "live") else 0)
     # Keyboard: from the top of the page, Tab reaches the skip link, the navigation and the range presets.
     go(page, dashboard_system, "/")
     page.wait_for(".card .value")

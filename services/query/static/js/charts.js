@@ -54,7 +54,8 @@ export function minuteBars(el) {
   const bars = uPlot.paths.bars({ size: [0.8, 40] });
   const { chart, destroy } = sized(el, 160, () => ({
     legend: { show: false },
-    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(5, max)] } },
+    // Half a minute of room each side, so the first and last bars are drawn whole.
+    scales: { x: { time: true, range: (u, min, max) => [min - 30, max + 30] }, y: { range: (u, min, max) => [0, Math.max(5, max)] } },
     axes: [axis(), { ...axis(), size: 50 }],
     series: [{}, { label: "events", stroke: SERIES, fill: SERIES, paths: bars, points: { show: false } }],
   }), [[], []]);

@@ -7,6 +7,8 @@ const oneDecimal = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, 
 
 export const count = (value) => whole.format(value);
 export const decimal = (value) => upToTwo.format(value);
+/** "1 saved insight", "3 saved insights". */
+export const plural = (n, noun) => `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
 /** A percentage the API gives with 2 decimals (45.5 -> "45.5%"). */
 export const percent = (value) => `${upToTwo.format(value)}%`;
 

@@ -15,6 +15,7 @@ class LiveConnection {
     this.dropped = 0;
     this.events = null; // subscription: null = every event
     this.perMinute = new Map(); // minute start (ms) -> events received or dropped
+    this.countingSince = new Date();
     this.targets = new EventTarget();
     this.attempt = 0;
     this.timer = null;
@@ -85,6 +86,7 @@ class LiveConnection {
     if (JSON.stringify(next) === JSON.stringify(this.events)) return;
     this.events = next;
     this.perMinute.clear();
+    this.countingSince = new Date();
     this.send({ type: "subscribe", events: this.events });
   }
 

@@ -4,6 +4,7 @@
 
 import { api } from "../api.js";
 import { h, panel, showContent, showEmpty, showError, showLoading, table } from "../dom.js";
+import { plural } from "../format.js";
 import { TYPE_NAMES, VIEWS, insightHref, savedRange } from "../views/index.js";
 import { runInsight } from "../views/run.js";
 import { deleteButton } from "./insights.js";
@@ -51,7 +52,7 @@ async function listDashboards(body, signal) {
     new Date(d.updated_at).toLocaleString(),
     { children: [d.can_edit ? deleteButton(`/api/v1/dashboards/${d.id}`, d.name, () => listDashboards(body, signal)) : h("span", { class: "muted" }, "made by another key")] },
   ]);
-  showContent(body, table({ caption: `${listed.dashboards.length} dashboards`, head: ["Name", { text: "Tiles", scope: "col", class: "num" }, "Changed", "Actions"], rows, className: "dashboards-table" }));
+  showContent(body, table({ caption: plural(listed.dashboards.length, "dashboard"), head: ["Name", { text: "Tiles", scope: "col", class: "num" }, "Changed", "Actions"], rows, className: "dashboards-table" }));
 }
 
 export const dashboardPage = {
@@ -149,7 +150,7 @@ function tileElement(dashboard, tile, index, save, ctx) {
     tools.append(
       h("button", { type: "button", class: "button quiet small", disabled: index === 0, "aria-label": `Move ${name} earlier`, onclick: () => move(index - 1) }, "←"),
       h("button", { type: "button", class: "button quiet small", disabled: index === dashboard.tiles.length - 1, "aria-label": `Move ${name} later`, onclick: () => move(index + 1) }, "→"),
-      h("button", { type: "button", class: "button quiet small", "aria-label": `Make ${name} ${tile.width === "full" ? "half" : "full"} width`, onclick: () => save(dashboard.tiles.map((t, k) => (k === index ? { ...t, width: t.width === "full" ? "half" : "full" } : t))) }, tile.width === "full" ? "Narrow" : "Wide"),
+      h("button", { type: "button", class: "button quiet small", "aria-label": `Show ${name} at ${tile.width === "full" ? "half" : "full"} width`, onclick: () => save(dashboard.tiles.map((t, k) => (k === index ? { ...t, width: t.width === "full" ? "half" : "full" } : t))) }, tile.width === "full" ? "Half width" : "Full width"),
       h("button", { type: "button", class: "button quiet small danger", "aria-label": `Remove ${name} from the dashboard`, onclick: () => save(dashboard.tiles.filter((_, k) => k !== index)) }, "Remove"),
     );
   }

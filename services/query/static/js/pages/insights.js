@@ -2,6 +2,7 @@
 
 import { api } from "../api.js";
 import { h, showContent, showEmpty, showError, showLoading, table } from "../dom.js";
+import { plural } from "../format.js";
 import { TYPE_NAMES, insightHref, savedRange } from "../views/index.js";
 
 export default {
@@ -35,7 +36,7 @@ async function load(body, signal, navigate) {
     new Date(insight.updated_at).toLocaleString(),
     { children: [insight.can_edit ? deleteButton(`/api/v1/insights/${insight.id}`, insight.name, () => load(body, signal, navigate)) : h("span", { class: "muted" }, "saved by another key")] },
   ]);
-  showContent(body, table({ caption: `${listed.insights.length} saved insights`, head: ["Name", "Type", "Range", "Changed", "Actions"], rows, className: "insights-table" }));
+  showContent(body, table({ caption: plural(listed.insights.length, "saved insight"), head: ["Name", "Type", "Range", "Changed", "Actions"], rows, className: "insights-table" }));
 }
 
 /** A delete button that asks once more before it deletes (no modal prompt). */

@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { minuteBars, sparkline } from "../charts.js";
 import { csvButton, csvName } from "../csv.js";
 import { h, panel, showContent, showEmpty, showError, showLoading } from "../dom.js";
-import { change, count, day, metricValue } from "../format.js";
+import { change, count, day, metricValue, plural } from "../format.js";
 import { live, statusText } from "../live.js";
 import { addDays, todayIn } from "../range.js";
 import { openSaveDialog, saveButton, savedNotice } from "../save.js";
@@ -120,8 +120,9 @@ function markReady() {
 function showLive(livePanel, signal) {
   const status = h("p", { class: "live-status", dataset: { state: live.status.state } }, statusText(live.status));
   const users = h("p", { class: "big", id: "overview-active-users" }, live.activeUsers === null ? "–" : count(live.activeUsers));
-  const chart = h("div", { class: "chart minute-chart", role: "img", "aria-label": "Events per minute received since this page opened; the table below has the numbers" });
+  const chart = h("div", { class: "chart minute-chart", role: "img", "aria-label": "Events per minute, the last 30 minutes; the table below has the numbers" });
   const rows = h("tbody");
+  const note = h("p", { class: "chart-note", role: "status" });
   livePanel.tools.append(csvButton("events-per-minute.csv", () => ({ header: ["minute", "events"], rows: minuteRows().map(([t, c]) => [t, c]) })));
   showContent(
     livePanel.body,
@@ -129,6 +130,7 @@ function showLive(livePanel, signal) {
     h("div", { class: "live-figures" }, users, h("p", { class: "label" }, "users active in the last 5 minutes")),
     h("h3", { class: "minor" }, "Events per minute"),
     chart,
+    note,
     h("details", { class: "chart-table" }, h("summary", {}, "Table"), h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Minute"), h("th", { scope: "col", class: "num" }, "Events"))), rows))),
   );
   const bars = minuteBars(chart);
@@ -140,6 +142,9 @@ function showLive(livePanel, signal) {
   const redraw = () => {
     const { times, counts } = live.minutes();
     bars.update(times, counts);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const start = live.countingSince.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    note.textContent = total ? `${plural(total, "event")} in the last 30 minutes, counted since ${start}.` : `No events yet; counting since ${start}.`;
     rows.replaceChildren(...minuteRows().slice(-10).reverse().map(([t, c]) => h("tr", {}, h("th", { scope: "row" }, t), h("td", { class: "num" }, count(c)))));
   };
   redraw();
