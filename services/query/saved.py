@@ -9,6 +9,7 @@ named, ordered list of tiles, each naming a saved insight.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -144,9 +145,13 @@ class InsightIn(InsightFields):
 
     @model_validator(mode="after")
     def runnable(self) -> InsightIn:
-        if len(orjson.dumps(self.query)) > MAX_QUERY_BYTES:
+        if len(json.dumps(self.query, default=str)) > MAX_QUERY_BYTES:
             raise InvalidRequest(f"query is larger than {MAX_QUERY_BYTES} bytes")
         self.query = check_query(self.type, self.query)
+        try:
+            orjson.dumps(self.query)
+        except TypeError:  # what JSON allows and storage cannot hold: an integer beyond 64 bits
+            raise InvalidRequest("query holds a number too large to store (beyond 64-bit integers)") from None
         return self
 
     def body(self) -> dict[str, Any]:

@@ -69,6 +69,13 @@ async def test_invalid_insights_are_refused_naming_the_field(clickhouse: ClickHo
         "no days": ({**FUNNEL, "date_range": {"last_days": 0}}, "date_range"),
         "retention field": ({**FUNNEL, "type": "retention", "query": {"cohort": "weekly"}}, "cohort"),
         "metric name": ({**FUNNEL, "type": "metric", "query": {"metric": "DAU; DROP"}}, "query.metric"),
+        "huge number": (  # valid JSON, and valid for the funnel, but beyond what storage holds
+            {
+                **FUNNEL,
+                "query": {**FUNNEL["query"], "filters": [{"property": "n", "op": "eq", "value": 10**30}]},
+            },
+            "too large",
+        ),
     }
     async with saved_client(clickhouse) as client:
         for case, (body, named) in cases.items():
