@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.__main__ import dashboard_banner
 from services.query import web
 from shared.http import install_error_handlers
 
@@ -106,3 +107,13 @@ def test_the_vendored_chart_library_is_the_pinned_release() -> None:
     assert set(pinned) == {"uPlot.esm.js", "uPlot.min.css", "LICENSE.txt"}
     for name, digest in pinned.items():
         assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_the_start_banner_names_the_dashboard_and_its_key() -> None:
+    generated = dashboard_banner("0.0.0.0", 8000, "generated-read-key-0123")
+    assert (
+        generated == "dashboard: http://127.0.0.1:8000/  (sign in with the read key generated-read-key-0123)"
+    )
+    assert "key" in dashboard_banner("127.0.0.1", 8001, None) and "8001/" in dashboard_banner(
+        "127.0.0.1", 8001, None
+    )

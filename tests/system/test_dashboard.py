@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -232,7 +233,7 @@ def test_overview_shows_the_apis_numbers(
 
 
 def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
-    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed, tmp_path: Path
 ) -> None:
     go(page, dashboard_system, "/funnel")
     page.wait_for(".funnel-results .state.empty")
@@ -279,6 +280,16 @@ def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
         for r in page.all("table.breakdown-table tbody tr")
     ]
     assert entered == [b["total_entries"] for b in expected["breakdown"]]
+
+    page.download_to(tmp_path)
+    page.css(".funnel-results button.csv").click()
+    csv_file = page.wait(lambda: next(iter(tmp_path.glob("*.csv")), None), what="the CSV download")
+    lines = page.wait(lambda: csv_file.read_text().splitlines(), what="the CSV's content")
+    assert lines[0] == "breakdown,step_number,step,users,conversion_rate,drop_off"
+    assert lines[1:4] == [
+        f"all,{k + 1},{s['step']},{s['count']},{s['conversion_rate']:g},{s['drop_off']}"
+        for k, s in enumerate(expected["funnel"])
+    ]
 
     page.driver.refresh()  # the URL alone brings it back
     page.wait(lambda: shown_steps() == shown_steps() and len(shown_steps()) == 3, what="funnel after reload")
@@ -375,6 +386,12 @@ def test_live_page_moves_with_a_new_event(page: Browser, dashboard_system: Servi
         what="the purchase",
     )
     assert not any(f"{user}-2" in r.text for r in page.all("#live-list .live-event"))
+
+    burst = [{**bought, "user_id": f"{user}-b{k}", "event_id": str(uuid.uuid4())} for k in range(200)]
+    with dashboard_system.client(INGEST_KEY) as ingest:  # ten times what a tab may get in a second
+        ingest.post("/api/v1/events", json={"events": burst})
+    page.wait(lambda: "not shown" in page.text("#live-dropped"), timeout=30, what="dropped events reported")
+    assert number(page.text("#live-dropped")) > 0
     no_failures(page, "live")
 
 
@@ -406,8 +423,12 @@ def test_a_saved_insight_and_dashboard_survive_a_restart(
     assert counts == [s["count"] for s in expected["funnel"]]
     no_failures(page, "saving")
 
+    go(page, dashboard_system, "/live")
+    page.wait(lambda: page.text("#live-status") == "Connected", what="connected")
     dashboard_system.terminate()  # a restart, as Ctrl-C and `make run` again would do it
+    page.wait(lambda: page.text("#live-status").startswith("Disconnected"), what="the page to say so")
     dashboard_system.start()
+    page.wait(lambda: page.text("#live-status") == "Connected", timeout=60, what="reconnected by itself")
     page.get(dashboard_url)  # the tab keeps its key; the system is a new process
     page.wait_for(".tile .funnel-bars")
     assert page.text("main h1") == "Growth"
