@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -93,34 +94,41 @@ DateRangeSpec = Annotated[
 RANGE_FIELDS = {"funnel": {"start_date", "end_date"}, "retention": {"end_date", "periods"}}
 
 
+def funnel_query(query: dict[str, Any]) -> dict[str, Any]:
+    today = dt.date.today()  # any valid days: the insight's range supplies the real ones
+    request = FunnelRequest.model_validate({**query, "start_date": today, "end_date": today})
+    return request.model_dump(mode="json", exclude=RANGE_FIELDS["funnel"])
+
+
+def retention_query(query: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(query) - set(CohortRequest.model_fields))  # the cohort request ignores extras
+    if unknown:
+        raise InvalidRequest(
+            f"query has unknown fields: {', '.join(unknown)}",
+            details=[{"loc": ["body", "query", name], "msg": "unknown field"} for name in unknown],
+        )
+    request = CohortRequest.model_validate(query)
+    return request.model_dump(mode="json", exclude=RANGE_FIELDS["retention"])
+
+
+QUERY_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "funnel": funnel_query,
+    "retention": retention_query,
+    "metric": lambda query: MetricQuery.model_validate(query).model_dump(),
+    "events": lambda query: EventsQuery.model_validate(query).model_dump(),
+}
+
+
 def check_query(kind: str, query: dict[str, Any]) -> dict[str, Any]:
     """The query as its endpoint's model reads it (defaults filled in), or 422 naming the field."""
-    supplied = RANGE_FIELDS.get(kind, set()) & set(query)
+    supplied = sorted(RANGE_FIELDS.get(kind, set()) & set(query))
     if supplied:
-        field = sorted(supplied)[0]
         raise InvalidRequest(
-            f"query.{field} comes from the insight's date_range; leave it out of query",
-            details=[{"loc": ["body", "query", field], "msg": "set by date_range"}],
+            f"query.{supplied[0]} comes from the insight's date_range; leave it out of query",
+            details=[{"loc": ["body", "query", supplied[0]], "msg": "set by date_range"}],
         )
     try:
-        if kind == "funnel":
-            today = dt.date.today()
-            model = FunnelRequest.model_validate({**query, "start_date": today, "end_date": today})
-            return model.model_dump(mode="json", exclude=RANGE_FIELDS["funnel"])
-        if kind == "retention":
-            unknown = set(query) - set(CohortRequest.model_fields)
-            if unknown:
-                raise InvalidRequest(
-                    f"query has unknown fields: {', '.join(sorted(unknown))}",
-                    details=[
-                        {"loc": ["body", "query", name], "msg": "unknown field"} for name in sorted(unknown)
-                    ],
-                )
-            cohort = CohortRequest.model_validate(query)
-            return cohort.model_dump(mode="json", exclude=RANGE_FIELDS["retention"])
-        if kind == "metric":
-            return MetricQuery.model_validate(query).model_dump()
-        return EventsQuery.model_validate(query).model_dump()
+        return QUERY_CHECKS[kind](query)
     except ValidationError as exc:
         details = [
             {"loc": ["body", "query", *e["loc"]], "msg": e["msg"], "type": e["type"]}
