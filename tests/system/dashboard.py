@@ -17,6 +17,7 @@ from selenium.webdriver.common.keys import Keys
 
 from deploy.processes import ServiceProcess
 from tests.browser import DESKTOP, PHONE, Browser
+from tests.pipeline import wait_for_count
 from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, module_all_in_one
 
 OTHER_READ_KEY = "test-dashboard-second-read-key"
@@ -73,12 +74,9 @@ def seeded(dashboard_system: ServiceProcess) -> Seed:
     events = seed_events(today)
     with dashboard_system.client(INGEST_KEY) as ingest:
         assert ingest.post("/api/v1/events", json={"events": events}).json()["accepted"] == len(events)
-    period = {"start_date": (today - timedelta(days=30)).isoformat(), "end_date": today.isoformat()}
-    with api(dashboard_system) as reader:
-        deadline = time.monotonic() + 60
-        while reader.get("/api/v1/analytics/stats", params=period).json()["events"] < len(events):
-            assert time.monotonic() < deadline, "seeded events not stored within 60 s"
-            time.sleep(0.3)
+    start, end = (today - timedelta(days=30)).isoformat(), today.isoformat()
+    stored = wait_for_count(dashboard_system.url, len(events), timeout=60, start=start, end=end)
+    assert stored.get("events") == len(events), f"seeded events not stored within 60 s: {stored}"
     days = {
         "start_date": (today - timedelta(days=21)).isoformat(),
         "end_date": (today - timedelta(days=1)).isoformat(),
