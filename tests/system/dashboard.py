@@ -1,8 +1,10 @@
 """What the dashboard's browser tests share: the system they run against (module-scoped, two read keys),
-the events seeded through the public API, and small page helpers (navigation, sign-in, screenshots)."""
+the events and persons seeded through the public API, and small page helpers (navigation, sign-in,
+screenshots)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -18,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from deploy.processes import ServiceProcess
 from tests.browser import DESKTOP, PHONE, Browser
 from tests.pipeline import wait_for_count
-from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, module_all_in_one
+from tests.support import ADMIN_KEY, INGEST_KEY, READ_KEY, module_all_in_one, wait_until
 
 OTHER_READ_KEY = "test-dashboard-second-read-key"
 dashboard_system = module_all_in_one(
@@ -84,6 +86,76 @@ def seeded(dashboard_system: ServiceProcess) -> Seed:
     with dashboard_system.client(ADMIN_KEY, timeout=300) as admin:
         assert admin.post("/api/v1/analytics/etl/run", json=days).status_code == 200
     return Seed(today, len(events))
+
+
+# The seeded persons: user id -> (anonymous id, email).
+PERSONS = {"ada": ("anon-ada", "ada@example.com"), "bob": ("anon-bob", "bob@example.com")}
+
+
+def person_events(first: date) -> list[dict[str, Any]]:
+    """Ada browses as anon-ada (12 page views, the first setting her referrer once), signs up with both
+    ids, then comes back the next day as ada (20 events, a purchase setting her plan); Bob views two
+    pages as anon-bob and signs up with both ids. Their identify calls come on top."""
+    events = []
+
+    def add(
+        name: str, day: date, minute: int, *, user: str | None, anon: str | None, **properties: Any
+    ) -> None:
+        event: dict[str, Any] = {
+            "event": name,
+            "timestamp": f"{day.isoformat()}T{10 + minute // 60:02d}:{minute % 60:02d}:00Z",
+            "properties": properties,
+            "event_id": str(uuid.uuid4()),
+        }
+        event.update({k: v for k, v in (("user_id", user), ("anonymous_id", anon)) if v})
+        events.append(event)
+
+    for k in range(12):
+        extra = {"$set_once": {"first_referrer": "news"}} if k == 0 else {}
+        add("page_view", first, k, user=None, anon="anon-ada", path=f"/docs/{k}", **extra)
+    add("signup", first, 30, user="ada", anon="anon-ada", plan="free")
+    for k in range(20):
+        name = "purchase" if k % 5 == 4 else "view_item"
+        extra = {"amount": 9.5, "$set": {"plan": "pro"}} if name == "purchase" else {"item": f"sku-{k}"}
+        add(name, first + timedelta(days=1), k * 3, user="ada", anon=None, **extra)
+    add("page_view", first, 5, user=None, anon="anon-bob", path="/")
+    add("page_view", first, 6, user=None, anon="anon-bob", path="/pricing")
+    add("signup", first, 7, user="bob", anon="anon-bob", plan="team")
+    return events
+
+
+@pytest.fixture(scope="module")
+def persons(dashboard_system: ServiceProcess, seeded: Seed) -> dict[str, int]:
+    """Ada and Bob, identified through POST /api/v1/identify and with events carrying their anonymous
+    id, both ids or their user id; ready once the persons API resolves both ids to each of them with
+    every event. Answers each person's number of events."""
+    first = seeded.today - timedelta(days=3)
+    events = person_events(first)
+    with dashboard_system.client(INGEST_KEY) as ingest:
+        for user, (anon, email) in PERSONS.items():
+            identify = {
+                "anonymous_id": anon,
+                "user_id": user,
+                "timestamp": f"{first.isoformat()}T09:00:00Z",
+                "properties": {"email": email, "plan": "free"},
+            }
+            assert ingest.post("/api/v1/identify", json=identify).status_code == 202
+        assert ingest.post("/api/v1/events", json={"events": events}).status_code == 202
+    # An event's distinct id is its user id, else its anonymous id; the identify call is one more event.
+    ids = [e.get("user_id") or e["anonymous_id"] for e in events]
+    expected = {user: 1 + sum(i in (user, anon) for i in ids) for user, (anon, _) in PERSONS.items()}
+    answers: dict[str, Any] = {}
+
+    def resolved(reader: httpx.Client) -> bool:
+        for user, (anon, _) in PERSONS.items():
+            answers[anon] = reader.get(f"/api/v1/persons/{anon}").json()
+            if answers[anon].get("person_id") != user or answers[anon].get("events") != expected[user]:
+                return False
+        return True
+
+    with api(dashboard_system) as reader:
+        asyncio.run(wait_until(lambda: resolved(reader), timeout=90, interval=0.3, state=lambda: answers))
+    return expected
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,12 @@ a console error or a failed request. Screenshots of every page land in tests/out
 # ruff: noqa: F811 - the fixtures imported below are, as pytest means it, redefined as test arguments
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -19,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from deploy.processes import ServiceProcess
 from tests.browser import Browser, browser  # noqa: F401 - a fixture
 from tests.support import INGEST_KEY, READ_KEY
-from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded and page are fixtures
+from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded, persons and page are fixtures
     OTHER_READ_KEY,
     Seed,
     api,
@@ -28,6 +30,7 @@ from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded an
     no_failures,
     number,
     page,
+    persons,
     seeded,
     shoot,
     sign_in,
@@ -311,7 +314,113 @@ def test_a_saved_insight_and_dashboard_survive_a_restart(
     sign_in(page, dashboard_system)
 
 
-def test_every_page_at_desktop_and_phone_width(page: Browser, dashboard_system: ServiceProcess) -> None:
+def person_shown(page: Browser) -> dict[str, Any]:
+    """The person's page as the DOM shows it, in the API's terms."""
+    return {
+        "person_id": page.text("#person-id"),
+        "distinct_ids": [li.get_attribute("data-id") for li in page.all("#person-distinct-ids li")],
+        "properties": {
+            row.find_element("css selector", "th").text: json.loads(
+                row.find_element("css selector", "td").get_attribute("data-json")
+            )
+            for row in page.all("table.person-properties tbody tr")
+        },
+        "first_seen": page.css("#person-first-seen time").get_attribute("datetime"),
+        "last_seen": page.css("#person-last-seen time").get_attribute("datetime"),
+        "events": int(page.css("#person-events-count").get_attribute("data-value")),
+    }
+
+
+def timeline_shown(page: Browser) -> list[tuple[str, str, str, str]]:
+    """(event_id, event, distinct id, time) of every event the timeline shows, top to bottom."""
+    return [
+        (
+            item.get_attribute("data-event-id"),
+            item.find_element("css selector", ".event").text,
+            item.find_element("css selector", ".distinct-id")
+            .get_attribute("textContent")
+            .removeprefix("as "),
+            item.find_element("css selector", "time").get_attribute("datetime"),
+        )
+        for item in page.all("#person-events .timeline-event")
+    ]
+
+
+def test_persons_page_finds_a_person_and_shows_what_the_api_answers(
+    page: Browser, dashboard_system: ServiceProcess, persons: dict[str, int]
+) -> None:
+    go(page, dashboard_system, "/persons")
+    page.wait_for("table.persons-table")
+    with api(dashboard_system) as client:
+        everyone = client.get("/api/v1/persons", params={"search": "", "limit": 25}).json()["persons"]
+    assert [a.text for a in page.all(".person-link")] == [p["person_id"] for p in everyone]
+
+    search = page.css("#person-search")  # the keyboard alone searches
+    search.send_keys("ada@", Keys.ENTER)
+    page.wait(
+        lambda: parse_qs(urlparse(page.driver.current_url).query) == {"q": ["ada@"]}, what="q in the URL"
+    )
+    page.wait(lambda: [a.text for a in page.all(".person-link")] == ["ada"], what="Ada found by her email")
+    assert page.text("table.persons-table tbody td:last-child") == "ada@example.com"
+    page.css(".person-link").click()
+    page.wait(lambda: "person=ada" in page.driver.current_url, what="the person in the URL")
+    page.wait_for("#person-events .timeline-event")
+
+    with api(dashboard_system) as client:
+        ada = client.get("/api/v1/persons/ada").json()
+        first = client.get("/api/v1/persons/ada/events", params={"limit": 25}).json()
+        older = client.get("/api/v1/persons/ada/events", params={"limit": 25, "before": first["next"]}).json()
+    assert ada["events"] == persons["ada"] and sorted(ada["distinct_ids"]) == ["ada", "anon-ada"]
+    assert ada["properties"] == {"email": "ada@example.com", "first_referrer": "news", "plan": "pro"}
+    page.wait(lambda: person_shown(page) == ada, what="the person as the API answers")
+    expected = [
+        (e["event_id"], e["event"], e["distinct_id"], e["timestamp"])
+        for e in first["events"] + older["events"]
+    ]
+    assert timeline_shown(page) == expected[:25]
+    days = [d.get_attribute("data-day") for d in page.all("#person-events .timeline-day")]
+    assert days == sorted({e[3][:10] for e in expected[:25]}, reverse=True)
+    assert older["next"] is None and len(expected) == persons["ada"]
+
+    page.css("#person-older").click()  # the next page, through the cursor
+    page.wait(lambda: len(timeline_shown(page)) == len(expected), what="the older events")
+    assert timeline_shown(page) == expected
+    assert not page.css("#person-older").is_displayed()
+    assert page.text("#person-events-status") == f"All {len(expected)} events."
+    focused = page.run("return document.activeElement.dataset.eventId")
+    assert focused == older["events"][0]["event_id"]  # the reader carries on from the first older event
+
+    page.driver.refresh()  # the URL alone brings the person back; back goes to the search
+    page.wait(lambda: page.all("#person-events .timeline-event") and person_shown(page) == ada, what="reload")
+    page.driver.back()
+    page.wait(lambda: [a.text for a in page.all(".person-link")] == ["ada"], what="the search again")
+    assert page.css("#person-search").get_attribute("value") == "ada@"
+
+    go(page, dashboard_system, "/persons?person=anon-bob")  # by an anonymous id: the same person
+    page.wait(lambda: page.all("#person-id") and page.text("#person-id") == "bob", what="Bob by anon-bob")
+    page.wait_for("#person-events .timeline-event")
+    with api(dashboard_system) as client:
+        assert person_shown(page) == client.get("/api/v1/persons/anon-bob").json()
+    assert "anon-bob" in page.text("#person-found-by")
+    page.css("#person-search").send_keys("anon-b", Keys.ENTER)  # a distinct id's start finds him too
+    page.wait(lambda: [a.text for a in page.all(".person-link")] == ["bob"], what="Bob by his id")
+
+    go(page, dashboard_system, "/persons?q=nobody-")
+    page.wait(lambda: "No person has" in page.text(".person-results .state.empty"), what="the empty state")
+    no_failures(page, "persons")
+
+    go(page, dashboard_system, "/persons?person=nobody-at-all")
+    page.wait(
+        lambda: "no person has the distinct id" in page.text("#person .state.error").lower(), what="404"
+    )
+    assert page.css("#person .state.error button").text == "Try again"
+    refused = page.failures()  # the person and their events, both 404, and nothing else
+    assert refused and all("404" in f.text for f in refused), refused
+
+
+def test_every_page_at_desktop_and_phone_width(
+    page: Browser, dashboard_system: ServiceProcess, persons: dict[str, int]
+) -> None:
     with api(dashboard_system) as client:
         board = client.get("/api/v1/dashboards").json()["dashboards"][0]["id"]
     pages = [
@@ -323,7 +432,8 @@ def test_every_page_at_desktop_and_phone_width(page: Browser, dashboard_system: 
         ("/dashboards", "dashboards", "table.dashboards-table"),
         (f"/dashboards/{board}", "dashboard", ".tile .funnel-bars"),
         ("/trends", "trends", "main .state"),
-        ("/persons", "persons", "main .state"),
+        ("/persons", "persons", "table.persons-table"),
+        ("/persons?q=ada%40&person=ada", "person", "#person-events .timeline-event"),
     ]
     for path, name, ready in pages:
         shoot(page, dashboard_system, path, name, ready, live_events=6 if name in ("overview", "live") else 0)

@@ -5,6 +5,7 @@ import funnel from "./pages/funnel.js";
 import insights from "./pages/insights.js";
 import livePage from "./pages/live.js";
 import overview from "./pages/overview.js";
+import persons from "./pages/persons.js";
 import retention from "./pages/retention.js";
 import { notFound, soon } from "./pages/soon.js";
 
@@ -14,7 +15,7 @@ export const PAGES = [
   { path: "/funnel", label: "Funnel", page: funnel },
   { path: "/retention", label: "Retention", page: retention },
   { path: "/live", label: "Live", page: livePage },
-  { path: "/persons", label: "Persons", soon: true, page: soon("Persons", "Looking up a person, their properties and their events is coming.") },
+  { path: "/persons", label: "Persons", page: persons },
   { path: "/insights", label: "Saved insights", page: insights },
   { path: "/dashboards", label: "Dashboards", page: dashboardList },
 ];

@@ -5,6 +5,7 @@ import { csvButton } from "../csv.js";
 import { h, panel } from "../dom.js";
 import { clock, count, decimal } from "../format.js";
 import { live, statusText } from "../live.js";
+import { personsHref } from "./persons.js";
 
 const MAX_ROWS = 200;
 
@@ -75,7 +76,7 @@ function row(event) {
     { class: "live-event" },
     h("time", { datetime: event.timestamp, class: "when" }, clock(event.timestamp)),
     h("span", { class: "event" }, event.event),
-    h("span", { class: "user" }, event.user_id),
+    h("a", { class: "user", href: personsHref("", event.user_id), "data-link": true }, event.user_id),
     event.amount !== undefined ? h("span", { class: "amount" }, decimal(event.amount)) : null,
   );
 }
