@@ -9,6 +9,7 @@ from shared.contracts import catalogue
 
 EVENTS_TABLE = "analytics_events"
 SNAPSHOTS_TABLE = "metrics_snapshots"
+SAVED_ITEMS_TABLE = "saved_items"  # saved insights and dashboards (services/query/saved_store.py)
 # Every distinct id's active days, rebuilt by ACTIVE_DAYS_REFRESH (why and how: schema.sql).
 ACTIVE_DAYS_TABLE = "user_active_days"
 ACTIVE_DAYS_REFRESH = "user_active_days_rebuild"
