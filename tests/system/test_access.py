@@ -91,6 +91,15 @@ ROUTES = [
         {"start_date": "2023-03-01", "end_date": "2023-03-02"},
     ),
     ("GET", "/api/v1/analytics/overview", READ, None),
+    (
+        "POST",
+        "/api/v1/analytics/trends",
+        READ,
+        {"series": [{"event": "e"}], "start_date": "2023-03-01", "end_date": "2023-03-02"},
+    ),
+    ("GET", "/api/v1/analytics/events", READ, None),
+    ("GET", "/api/v1/analytics/properties", READ, {"event": "e"}),
+    ("GET", "/api/v1/analytics/properties/{name}/values", READ, None),
     ("POST", "/api/v1/analytics/etl/run", ADMIN, {"date": "2023-03-01"}),
     ("POST", "/api/v1/identify", INGEST, {"anonymous_id": "matrix-anon", "user_id": "matrix-user"}),
     ("GET", "/api/v1/persons", READ, {"search": "access-"}),
@@ -147,7 +156,8 @@ def access_system(fresh_system: ServiceProcess) -> ServiceProcess:
 
 
 def call(system: ServiceProcess, method: str, path: str, key: str | None, body: object) -> httpx.Response:
-    path = path.replace("{metric}", "dau").replace("{deletion_id}", SEEDED["deletion_id"])
+    path = path.replace("{metric}", "dau").replace("{name}", "plan")
+    path = path.replace("{deletion_id}", SEEDED["deletion_id"])
     path = path.replace("{distinct_id}", SEEDED["deleted" if method == "DELETE" else "person"])
     for placeholder, (collection, item) in SAVED_ITEM_PATHS.items():
         if placeholder in path:
