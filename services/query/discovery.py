@@ -2,8 +2,9 @@
 offers as choices, read from the catalogue ClickHouse keeps (shared/contracts/catalogue.py), so an
 answer reads the catalogue's few thousand rows, not the events.
 
-Person properties have no catalogue until persons land: they are read from the events' persons
-(`storage.PERSON_PROPERTIES`), each person once, which scans the events (optionally those of one event).
+Person properties have no catalogue: they are read from the persons of the events
+(`storage.PERSON_PROPERTIES`), each person once, which scans the events (optionally those of one event),
+so the answer covers the persons who have events, and `event` narrows it to those who did that event.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ types (README, Definitions: property values) and most frequent values, each a sm
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from shared.clickhouse import ClickHouse
@@ -90,10 +91,35 @@ async def test_values_most_frequent_first_as_typed_json(clickhouse: ClickHouse) 
     ]
 
 
-async def test_person_properties_are_empty_until_persons_land(clickhouse: ClickHouse) -> None:
-    await load(clickhouse, [ev("buy", "u1", "2023-03-01 10:00", plan="pro")])
-    assert (await get(clickhouse, "/properties", source="person"))["properties"] == []
-    assert (await get(clickhouse, "/properties/plan/values", source="person"))["values"] == []
+async def test_person_properties_count_each_person_once_with_the_kinds_they_hold(
+    clickhouse: ClickHouse,
+) -> None:
+    """anon -> u1 merges two ids into one person; plan is set on three persons, seats on one."""
+    signup = dataclasses.replace(
+        ev("signup", "u1", "2023-03-01 12:00", **{"$set": {"plan": "pro", "seats": 3}}), linked_ids=["anon"]
+    )
+    events = [
+        ev("open", "anon", "2023-03-01 10:00", **{"$set": {"plan": "free"}}),  # older: pro wins
+        signup,
+        ev("open", "u2", "2023-03-01 10:00", **{"$set": {"plan": "pro"}}),
+        ev("buy", "u3", "2023-03-01 10:00", **{"$set": {"plan": 1}}),
+        ev("buy", "u4", "2023-03-01 10:00", plan="enterprise"),  # an event property: no person has it
+    ]
+    await load(clickhouse, events)
+    found = {
+        p["property"]: (p["type"], p["count"], p["kinds"])
+        for p in (await get(clickhouse, "/properties", source="person"))["properties"]
+    }
+    assert found == {
+        "plan": ("mixed", 3, {"string": 2, "number": 1}),
+        "seats": ("number", 1, {"number": 1}),
+    }
+    assert (await get(clickhouse, "/properties/plan/values", source="person"))["values"] == [
+        {"value": "pro", "count": 2, "error": 0},
+        {"value": 1, "count": 1, "error": 0},
+    ]
+    bought = await get(clickhouse, "/properties/plan/values", source="person", event="buy")
+    assert bought["values"] == [{"value": 1, "count": 1, "error": 0}]  # the persons who did `buy`
 
 
 async def test_bad_discovery_queries_are_422s(clickhouse: ClickHouse) -> None:

@@ -167,6 +167,46 @@ async def test_rule_time_zones_dst_days_have_23_and_25_hours(clickhouse: ClickHo
     assert spring["labels"][1:3] == ["2023-03-26T01:00:00+01:00", "2023-03-26T03:00:00+02:00"]
 
 
+async def test_a_persons_distinct_ids_count_once_in_every_person_math(clickhouse: ClickHouse) -> None:
+    """anon browses on 03-01 and 03-02, signs up as u1 on 03-02 (the link anon -> u1): one person."""
+    signup = dataclasses.replace(
+        ev("signup", "u1", "2023-03-02 12:00", **{"$set": {"plan": "pro"}}), linked_ids=["anon"]
+    )
+    events = [
+        ev("open", "anon", "2023-03-01 10:00"),
+        ev("open", "anon", "2023-03-02 10:00"),
+        ev("open", "u1", "2023-03-02 13:00"),
+        ev("open", "u2", "2023-03-02 13:00"),
+        signup,
+    ]
+    await load(clickhouse, events)
+    expected = {
+        "unique_persons": ([1, 2, 0], 2),
+        "dau": ([1.0, 2.0, 0.0], 1.0),  # the mean over the three days
+        "weekly_active": ([1, 2, 2], 2),
+        "per_person_avg": ([1.0, 1.5, 0.0], 2.0),  # 4 opens by 2 persons
+    }
+    for math, (data, total) in expected.items():
+        (result,) = series(await ask(clickhouse, events, series=[{"event": "open", "math": math}]))
+        assert (result["data"], result["total"]) == (data, total), math
+    by_plan = await ask(
+        clickhouse,
+        events,
+        series=[{"event": "open", "math": "unique_persons"}],
+        breakdown={"property": "plan", "source": "person"},
+    )
+    assert [(r["breakdown_value"], r["data"]) for r in series(by_plan)] == [
+        ("pro", [1, 1, 0]),  # anon's opens before the signup belong to the person, who is on pro now
+        (None, [0, 1, 0]),
+    ]
+    filtered = await ask(
+        clickhouse,
+        events,
+        series=[{"event": "open", "filters": [{"property": "person.plan", "op": "eq", "value": "pro"}]}],
+    )
+    assert series(filtered)[0]["data"] == [1, 2, 0]
+
+
 async def test_breakdown_keeps_the_top_25_and_counts_persons_once_in_other(clickhouse: ClickHouse) -> None:
     events = []
     for i in range(27):  # value v00 has 27 persons ... v26 has 1
@@ -336,6 +376,11 @@ def trend_events(draw: st.DrawFn) -> list[Event]:
         )
     for copied in draw(st.lists(st.sampled_from(events), max_size=2)) if events else []:
         events.append(dataclasses.replace(copied, received_at=copied.timestamp + timedelta(hours=1)))
+    for _ in range(draw(st.integers(0, 3))):  # links merge ids into persons; $set gives them a plan
+        source, target = draw(st.permutations(["u1", "u2", "u3", "u4"]))[:2]
+        moment = START + timedelta(minutes=draw(st.integers(0, 12 * 24 * 4)) * 15)
+        properties = {"$set": {"plan": draw(PLANS)}} if draw(st.booleans()) else {}
+        events.append(dataclasses.replace(ev("link", target, moment, **properties), linked_ids=[source]))
     return events
 
 
