@@ -28,11 +28,13 @@ from pydantic import (
 
 from services.query.cohort import CohortRequest
 from services.query.funnel import FunnelRequest
+from services.query.timezones import TimeZoneName
+from services.query.trends import TrendsRequest
 from shared.contracts.dates import MAX_RANGE_DAYS, DateRange, Day
 from shared.errors import InvalidRequest
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-InsightType = Literal["events", "metric", "funnel", "retention"]
+InsightType = Literal["events", "metric", "funnel", "retention", "trends"]
 MAX_TILES = 50
 MAX_QUERY_BYTES = 16 * 1024
 
@@ -91,13 +93,30 @@ DateRangeSpec = Annotated[
 ]
 
 # Fields of the endpoints' requests that the insight's date range supplies instead of its query.
-RANGE_FIELDS = {"funnel": {"start_date", "end_date"}, "retention": {"end_date", "periods"}}
+RANGE_FIELDS = {
+    "funnel": {"start_date", "end_date"},
+    "retention": {"end_date", "periods"},
+    "trends": {"start_date", "end_date"},
+}
+# The insight's own `timezone` supplies the request's: a query may name one, but it is not stored.
+ZONE_FIELD = "timezone"
 
 
 def funnel_query(query: dict[str, Any]) -> dict[str, Any]:
     today = dt.date.today()  # any valid days: the insight's range supplies the real ones
     request = FunnelRequest.model_validate({**query, "start_date": today, "end_date": today})
-    return request.model_dump(mode="json", exclude=RANGE_FIELDS["funnel"])
+    return request.model_dump(mode="json", exclude=RANGE_FIELDS["funnel"] | {ZONE_FIELD})
+
+
+def trends_query(query: dict[str, Any]) -> dict[str, Any]:
+    today = dt.date.today()  # as for funnels: the insight's range supplies the real days
+    request = TrendsRequest.model_validate({**query, "start_date": today, "end_date": today})
+    try:  # what the model alone cannot see: a math's property, the formula's grammar
+        request.checked(MAX_RANGE_DAYS)
+    except InvalidRequest as exc:
+        details = [{**d, "loc": ["body", "query", *d["loc"][1:]]} for d in exc.details or []]
+        raise InvalidRequest(exc.message, details=details) from None
+    return request.model_dump(mode="json", exclude=RANGE_FIELDS["trends"] | {ZONE_FIELD})
 
 
 def retention_query(query: dict[str, Any]) -> dict[str, Any]:
@@ -108,12 +127,13 @@ def retention_query(query: dict[str, Any]) -> dict[str, Any]:
             details=[{"loc": ["body", "query", name], "msg": "unknown field"} for name in unknown],
         )
     request = CohortRequest.model_validate(query)
-    return request.model_dump(mode="json", exclude=RANGE_FIELDS["retention"])
+    return request.model_dump(mode="json", exclude=RANGE_FIELDS["retention"] | {ZONE_FIELD})
 
 
 QUERY_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "funnel": funnel_query,
     "retention": retention_query,
+    "trends": trends_query,
     "metric": lambda query: MetricQuery.model_validate(query).model_dump(),
     "events": lambda query: EventsQuery.model_validate(query).model_dump(),
 }
@@ -145,7 +165,7 @@ class InsightFields(BaseModel):
     type: InsightType
     query: dict[str, Any] = Field(default_factory=dict, description="The chart's request, without dates")
     date_range: DateRangeSpec = Field(default_factory=lambda: LastDays(last_days=30))
-    timezone: Literal["UTC"] = Field("UTC", description="UTC only for now")
+    timezone: TimeZoneName = Field("UTC", description="The zone of its days (metrics and top events: UTC)")
 
 
 class InsightIn(InsightFields):

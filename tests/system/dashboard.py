@@ -235,3 +235,67 @@ def post_live_events(system: ServiceProcess, count: int) -> None:
 def weeks_touching(start: date, end: date) -> int:
     monday = lambda d: d - timedelta(days=d.weekday())  # noqa: E731
     return (monday(end) - monday(start)).days // 7 + 1
+
+
+@dataclass(frozen=True)
+class TrendSeed:
+    """A few events of an event name no other test sends, over a fixed week of UTC days ending today."""
+
+    event: str
+    start: date
+    end: date
+
+    def body(self, series: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """The trends request the page makes for `series` over the week (the browser's zone: UTC)."""
+        return {
+            "series": series,
+            "start_date": self.start.isoformat(),
+            "end_date": self.end.isoformat(),
+            "timezone": "UTC",
+            **extra,
+        }
+
+
+def trend_events(name: str, today: date) -> list[dict[str, Any]]:
+    """Three days before today: t1 buys for 5 and 7 (pro), t2 for "n/a" (free, not a number); two days
+    before: t2 for 3 (free) at 09:00 and t3 for 10 (pro) at 23:30 UTC, which is the next day in Tokyo;
+    eight days before (the period before the week): t1 for 1 (pro)."""
+    rows = [
+        ("t1", 3, "10:00", "pro", 5),
+        ("t1", 3, "11:00", "pro", 7),
+        ("t2", 3, "12:00", "free", "n/a"),
+        ("t2", 2, "09:00", "free", 3),
+        ("t3", 2, "23:30", "pro", 10),
+        ("t1", 8, "10:00", "pro", 1),
+    ]
+    return [
+        {
+            "event": name,
+            "user_id": f"{name}-{user}",
+            "timestamp": f"{(today - timedelta(days=back)).isoformat()}T{clock}:00Z",
+            "properties": {"plan": plan, "amount": amount},
+            "event_id": str(uuid.uuid4()),
+        }
+        for user, back, clock, plan, amount in rows
+    ]
+
+
+@pytest.fixture(scope="module")
+def trend_seed(dashboard_system: ServiceProcess, seeded: Seed) -> TrendSeed:
+    """The trend events posted through the ingest API, ready once the trends API counts all six."""
+    name = f"trend_check_{uuid.uuid4().hex[:8]}"
+    events = trend_events(name, seeded.today)
+    with dashboard_system.client(INGEST_KEY) as ingest:
+        assert ingest.post("/api/v1/events", json={"events": events}).json()["accepted"] == len(events)
+    seed = TrendSeed(name, seeded.today - timedelta(days=6), seeded.today)
+    body = seed.body([{"event": name}], compare="previous_period")
+    answer: dict[str, Any] = {}
+
+    def stored(reader: httpx.Client) -> bool:
+        answer.update(reader.post("/api/v1/analytics/trends", json=body).json())
+        result = answer["results"][0]
+        return bool(result["total"] == 5 and result["compare"]["total"] == 1)
+
+    with api(dashboard_system) as reader:
+        asyncio.run(wait_until(lambda: stored(reader), timeout=60, interval=0.3, state=lambda: answer))
+    return seed

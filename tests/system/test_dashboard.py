@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from deploy.processes import ServiceProcess
 from tests.browser import Browser, browser  # noqa: F401 - a fixture
@@ -24,6 +25,7 @@ from tests.support import INGEST_KEY, READ_KEY
 from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded, persons and page are fixtures
     OTHER_READ_KEY,
     Seed,
+    TrendSeed,
     api,
     dashboard_system,
     go,
@@ -34,6 +36,7 @@ from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded, p
     seeded,
     shoot,
     sign_in,
+    trend_seed,
     weeks_touching,
 )
 
@@ -418,11 +421,222 @@ def test_persons_page_finds_a_person_and_shows_what_the_api_answers(
     assert refused and all("404" in f.text for f in refused), refused
 
 
+def trend_rows(page: Browser, table: str = "table.trends-table") -> list[dict[str, Any]]:
+    """Every row of a trends table as the DOM holds it: what it is, its total and its buckets' values."""
+
+    def value(cell: Any) -> float | None:
+        raw = cell.get_attribute("data-value")
+        return None if raw == "" else float(raw)
+
+    rows = []
+    for row in page.all(f"{table} tbody tr"):
+        skipped = row.find_elements("css selector", "td.skipped")
+        rows.append(
+            {
+                "kind": row.get_attribute("data-kind"),
+                "series": row.get_attribute("data-series"),
+                "breakdown": row.get_attribute("data-breakdown"),
+                "total": value(row.find_element("css selector", "td.total")),
+                "skipped": value(skipped[0]) if skipped else None,
+                "data": [value(c) for c in row.find_elements("css selector", "td.bucket")],
+            }
+        )
+    return rows
+
+
+def expected_rows(answer: dict[str, Any], *, skipped: bool = False) -> list[dict[str, Any]]:
+    """The same rows from the trends API's answer: each result, its period before, then the formula."""
+    rows = []
+
+    def add(kind: str, series: str, result: dict[str, Any], part: dict[str, Any]) -> None:
+        rows.append(
+            {
+                "kind": kind,
+                "series": series,
+                "breakdown": "Other" if result["other"] else json.dumps(result["breakdown_value"]),
+                "total": part["total"],
+                "skipped": (part.get("skipped") or 0) if skipped else None,
+                "data": part["data"],
+            }
+        )
+
+    for result in answer["results"]:
+        add("series", result["series"], result, result)
+        if result.get("compare"):
+            add("compare", result["series"], result, result["compare"])
+    for result in answer.get("formula") or []:
+        add("formula", "", result, result)
+        if result.get("compare"):
+            add("formula-compare", "", result, result["compare"])
+    return rows
+
+
+def trends_requests(page: Browser) -> int:
+    return int(
+        page.run(
+            "return performance.getEntriesByType('resource')"
+            ".filter((e) => e.name.endsWith('/api/v1/analytics/trends')).length"
+        )
+    )
+
+
+def test_trends_page_shows_the_apis_trend_and_hand_counted_numbers(
+    page: Browser, dashboard_system: ServiceProcess, trend_seed: TrendSeed, tmp_path: Path
+) -> None:
+    week = f"from={trend_seed.start.isoformat()}&to={trend_seed.end.isoformat()}"
+    go(page, dashboard_system, f"/trends?{week}")
+    page.wait_for("table.trends-table")  # the default: every event, counted per day
+    assert page.css("#nav a[aria-current=page]").text == "Trends"
+    zone = page.run("return Intl.DateTimeFormat().resolvedOptions().timeZone")  # this machine's: UTC
+    assert f"({zone})" in page.text("#range-label") and page.css("#timezone").get_attribute("value") == zone
+
+    first = page.css(".series-input .series-event")  # the form, by keyboard where it can
+    first.clear()
+    first.send_keys(trend_seed.event)
+    page.css("#add-series").click()
+    second = page.all(".series-input")[1]
+    second.find_element("css selector", ".series-event").send_keys(trend_seed.event)
+    Select(second.find_element("css selector", ".series-math")).select_by_value("sum")
+    second.find_element("css selector", ".series-property").send_keys("amount")
+    page.css("#trend-formula").send_keys("B / A")
+    before = trends_requests(page)
+    page.css(".trend-form button[type=submit]").click()
+    page.wait(lambda: "formula=" in page.driver.current_url, what="the query in the URL")
+    page.wait(lambda: len(trend_rows(page)) == 3, what="two series and the formula")
+    assert trends_requests(page) == before + 1  # the whole chart is one request
+
+    query = parse_qs(urlparse(page.driver.current_url).query)
+    assert query == {
+        "series": [f"total::{trend_seed.event}", f"sum:amount:{trend_seed.event}"],
+        "formula": ["B / A"],
+        "from": [trend_seed.start.isoformat()],
+        "to": [trend_seed.end.isoformat()],
+    }
+    series = [
+        {"event": trend_seed.event, "math": "total"},
+        {"event": trend_seed.event, "math": "sum", "property": "amount"},
+    ]
+    with api(dashboard_system) as client:
+        body = trend_seed.body(series, formula="B / A")
+        answer = client.post("/api/v1/analytics/trends", json=body).json()
+    assert trend_rows(page) == expected_rows(answer, skipped=True)
+    # By hand: 3 events three days ago (5 + 7 + "n/a", skipped) and 2 two days ago (3 + 10).
+    empty = [0, 0, 0]
+    assert [r["data"] for r in trend_rows(page)] == [
+        [*empty, 3, 2, 0, 0],
+        [*empty, 12, 13, 0, 0],
+        [None, None, None, 4, 6.5, None, None],
+    ]
+    assert [r["total"] for r in trend_rows(page)] == [5, 25, 5]
+    assert [r["skipped"] for r in trend_rows(page)] == [0, 1, 0]
+    assert "1 value of amount skipped" in page.text(".skipped-note li[data-series=B]")
+    shown = [c.text for c in page.all("table.trends-table tr[data-kind=formula] td.bucket")]
+    assert shown[3:5] == ["4", "6.5"] and shown[0] == "–"
+    page.wait_for(".trend-chart canvas")
+
+    page.download_to(tmp_path)  # the table as CSV: one row per bucket of each line, raw numbers
+    page.css(".trend-results button.csv").click()
+    csv_file = page.wait(lambda: next(iter(tmp_path.glob("*.csv")), None), what="the CSV download")
+    lines = page.wait(lambda: csv_file.read_text().splitlines(), what="the CSV's content")
+    assert lines[0] == "series,name,breakdown_value,period,bucket,value" and len(lines) == 1 + 3 * 7
+    day = (trend_seed.start + timedelta(days=4)).isoformat()
+    assert f"B,Sum of amount · {trend_seed.event},,current,{day},13" in [
+        line.replace("B. ", "", 1) for line in lines
+    ]
+
+    page.css(".chart-kind [data-chart=bar]").click()  # bars: drawn again from the same answer
+    page.wait(lambda: "chart=bar" in page.driver.current_url, what="bars in the URL")
+    assert trends_requests(page) == before + 1
+    assert page.css(".chart-kind [data-chart=bar]").get_attribute("aria-pressed") == "true"
+
+    by_plan = f"/trends?series=total::{trend_seed.event}&breakdown=plan&compare=previous_period&{week}"
+    go(page, dashboard_system, by_plan)
+    page.wait(lambda: len(trend_rows(page)) == 4, what="two plans, each with the period before")
+    with api(dashboard_system) as client:
+        body = trend_seed.body([{"event": trend_seed.event}], breakdown="plan", compare="previous_period")
+        answer = client.post("/api/v1/analytics/trends", json=body).json()
+    rows = trend_rows(page)
+    assert rows == expected_rows(answer)
+    assert [(r["kind"], r["breakdown"], r["total"]) for r in rows] == [
+        ("series", '"pro"', 3),
+        ("compare", '"pro"', 1),
+        ("series", '"free"', 2),
+        ("compare", '"free"', 0),
+    ]
+    heads = [r.find_element("css selector", "th").text for r in page.all("table.trends-table tbody tr")]
+    assert heads[0].endswith("· pro") and heads[1].endswith("· pro (previous period)"), heads
+    assert (
+        page.css("#trend-compare").is_selected()
+        and page.css("#trend-breakdown").get_attribute("value") == "plan"
+    )
+    no_failures(page, "trends")
+
+
+def test_trends_ask_in_the_browsers_time_zone_and_a_saved_trend_shows_on_a_dashboard(
+    page: Browser, dashboard_system: ServiceProcess, trend_seed: TrendSeed
+) -> None:
+    week = f"from={trend_seed.start.isoformat()}&to={trend_seed.end.isoformat()}"
+    path = f"/trends?series=total::{trend_seed.event}&series=unique_persons::{trend_seed.event}&{week}"
+    page.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    try:
+        go(page, dashboard_system, path)
+        page.wait(lambda: len(trend_rows(page)) == 2, what="the trend in Tokyo")
+        assert "(Asia/Tokyo)" in page.text("#range-label")
+        assert page.css("#timezone").get_attribute("value") == "Asia/Tokyo"
+        series = [{"event": trend_seed.event}, {"event": trend_seed.event, "math": "unique_persons"}]
+        with api(dashboard_system) as client:
+            body = {**trend_seed.body(series), "timezone": "Asia/Tokyo"}
+            answer = client.post("/api/v1/analytics/trends", json=body).json()
+        assert trend_rows(page) == expected_rows(answer)
+        # t3's 23:30 UTC two days ago is 08:30 the next morning in Tokyo.
+        assert [r["data"] for r in trend_rows(page)] == [[0, 0, 0, 3, 1, 1, 0], [0, 0, 0, 2, 1, 1, 0]]
+
+        page.css(".trend-results button.save").click()
+        name = page.wait_for("#save-form input[name=name]")
+        name.clear()
+        name.send_keys("Trend check in Tokyo", Keys.ENTER)
+        page.wait(lambda: "Saved “Trend check in Tokyo”" in page.text(".notices"), what="the saved notice")
+    finally:
+        page.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+    with api(dashboard_system) as client:
+        saved = next(
+            i
+            for i in client.get("/api/v1/insights").json()["insights"]
+            if i["name"] == "Trend check in Tokyo"
+        )
+    assert saved["type"] == "trends" and saved["timezone"] == "Asia/Tokyo"
+    assert saved["date_range"] == {
+        "start_date": trend_seed.start.isoformat(),
+        "end_date": trend_seed.end.isoformat(),
+    }
+    go(page, dashboard_system, "/dashboards")  # the browser is in UTC again: the tile keeps Tokyo
+    page.css("#new-dashboard-name").send_keys("Trends", Keys.ENTER)
+    page.wait(lambda: "/dashboards/" in page.driver.current_url, what="the new dashboard")
+    Select(page.wait_for("#add-insight")).select_by_visible_text("Trend check in Tokyo (Trend)")
+    page.css("#add-tile button[type=submit]").click()
+    page.wait_for(".tile .trends-totals")
+    page.wait_for(".tile .trend-chart canvas")
+    assert "Asia/Tokyo" in page.text(".tile-meta")
+    totals = trend_rows(page, ".tile table.trends-totals")
+    assert [(r["series"], r["total"]) for r in totals] == [
+        (r["series"], r["total"]) for r in answer["results"]
+    ]
+    assert [r["total"] for r in totals] == [5, 3]
+    page.css(".tile .panel-title a").click()  # the tile's title opens the trend on its page, in Tokyo
+    page.wait(lambda: len(trend_rows(page)) == 2, what="the saved trend on its page")
+    assert "tz=Asia%2FTokyo" in page.driver.current_url
+    assert [r["data"] for r in trend_rows(page)] == [[0, 0, 0, 3, 1, 1, 0], [0, 0, 0, 2, 1, 1, 0]]
+    no_failures(page, "a saved trend")
+
+
 def test_every_page_at_desktop_and_phone_width(
     page: Browser, dashboard_system: ServiceProcess, persons: dict[str, int]
 ) -> None:
     with api(dashboard_system) as client:
-        board = client.get("/api/v1/dashboards").json()["dashboards"][0]["id"]
+        boards = {d["name"]: d["id"] for d in client.get("/api/v1/dashboards").json()["dashboards"]}
+    board = boards["Growth"]
+    trend = "series=total::signup&series=unique_persons::view_item&breakdown=plan&compare=previous_period"
     pages = [
         ("/", "overview", ".card .spark canvas"),
         ("/funnel?step=signup&step=view_item&step=purchase&breakdown=plan", "funnel", "table.funnel-table"),
@@ -431,7 +645,8 @@ def test_every_page_at_desktop_and_phone_width(
         ("/insights", "insights", "table.insights-table"),
         ("/dashboards", "dashboards", "table.dashboards-table"),
         (f"/dashboards/{board}", "dashboard", ".tile .funnel-bars"),
-        ("/trends", "trends", "main .state"),
+        (f"/trends?{trend}", "trends", "table.trends-table"),
+        (f"/dashboards/{boards['Trends']}", "dashboard-trend", ".tile .trend-chart canvas"),
         ("/persons", "persons", "table.persons-table"),
         ("/persons?q=ada%40&person=ada", "person", "#person-events .timeline-event"),
     ]

@@ -39,8 +39,9 @@ function render({ focus = false } = {}) {
   live.start();
   const { page, id } = pageFor(location.pathname);
   const params = new URLSearchParams(location.search);
-  const range = rangeOf(params, page.defaultRange === undefined ? "30d" : page.defaultRange);
-  showRange(range, { applies: page.rangeApplies !== false, note: page.rangeNote });
+  const zoned = page.zoned !== false;
+  const range = rangeOf(params, page.defaultRange === undefined ? "30d" : page.defaultRange, { zoned });
+  showRange(range, { applies: page.rangeApplies !== false, note: page.rangeNote, zoned });
   live.subscribe(page.liveEvents ? page.liveEvents(params) : []);
   markNav(location.pathname);
   document.title = `${page.title} · Analytics`;

@@ -62,4 +62,38 @@ export function minuteBars(el) {
   return { update: (times, counts) => chart.setData([times, counts]), destroy };
 }
 
+// Line colours for several series: the Okabe-Ito palette (told apart with any colour vision), our blue
+// first; a compared period is the same colour dashed, so colour is never the only difference.
+export const PALETTE = ["#0b5cad", "#d55e00", "#009e73", "#cc79a7", "#8a6d00", "#1b2733", "#56b4e9", "#7a3e9d"];
+
+/** Several series over the same buckets, as lines or bars. `labels` name the buckets (x is their
+ * index: hours repeated or skipped by DST stay one bucket each), `short(label)` their ticks;
+ * `lines` are {label, values, color, dashed}. */
+export function bucketChart(el, labels, lines, { kind = "line", short = String, format = String } = {}) {
+  const data = [labels.map((_, k) => k), ...lines.map((line) => line.values)];
+  const bars = kind === "bar" ? uPlot.paths.bars({ size: [Math.min(0.9, 0.9 / Math.max(1, lines.length) + 0.3), 60] }) : null;
+  const xTicks = (u, splits) => splits.map((k) => (Number.isInteger(k) && labels[k] !== undefined ? short(labels[k]) : ""));
+  return sized(el, 260, () => ({
+    legend: { show: lines.length > 1 },
+    scales: {
+      x: { time: false, range: () => [-0.5, labels.length - 0.5] },
+      y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.08 : 1] },
+    },
+    axes: [{ ...axis(xTicks), incrs: [1, 2, 3, 4, 6, 7, 12, 14, 24, 30, 48, 60, 90, 120, 180, 365], space: 70 }, { ...axis((u, ticks) => ticks.map(format)), size: 70 }],
+    series: [
+      { label: "Bucket", value: (u, k) => (k === null || labels[k] === undefined ? "–" : labels[k]) },
+      ...lines.map((line) => ({
+        label: line.label,
+        stroke: line.color,
+        width: 2,
+        dash: line.dashed ? [6, 4] : undefined,
+        fill: bars ? `${line.color}${line.dashed ? "33" : "99"}` : undefined,
+        paths: bars || undefined,
+        points: { show: !bars && labels.length < 40 },
+        value: (u, v) => (v === null || v === undefined ? "–" : format(v)),
+      })),
+    ],
+  }), data);
+}
+
 export { INK };

@@ -7,11 +7,12 @@ import livePage from "./pages/live.js";
 import overview from "./pages/overview.js";
 import persons from "./pages/persons.js";
 import retention from "./pages/retention.js";
-import { notFound, soon } from "./pages/soon.js";
+import { notFound } from "./pages/soon.js";
+import trends from "./pages/trends.js";
 
 export const PAGES = [
   { path: "/", label: "Overview", page: overview },
-  { path: "/trends", label: "Trends", soon: true, page: soon("Trends", "Trends of any event over time, with breakdowns and comparisons, are coming.") },
+  { path: "/trends", label: "Trends", page: trends },
   { path: "/funnel", label: "Funnel", page: funnel },
   { path: "/retention", label: "Retention", page: retention },
   { path: "/live", label: "Live", page: livePage },

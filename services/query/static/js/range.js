@@ -1,9 +1,15 @@
 // The date range and time zone every page shares: kept in the URL (`range=30d`, or `from`/`to` for
-// custom days, and `tz`), resolved to inclusive days in the time zone, edited in the query bar.
+// custom days, and `tz` when it is not this browser's zone), resolved to inclusive days in the time
+// zone, edited in the query bar. Pages whose API counts UTC days (the ETL's metrics, /stats) say
+// `zoned: false` and get UTC whatever the bar says.
+
+import { h } from "./dom.js";
 
 export const PRESETS = { "7d": 7, "30d": 30, "90d": 90 };
 export const MAX_DAYS = 366;
-export const DEFAULT_TIMEZONE = "UTC";
+export const UTC = "UTC";
+/** The browser's own zone, what every insight that takes a `timezone` is asked in unless the URL says. */
+export const DEFAULT_TIMEZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || UTC;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Today's date in a time zone, "2023-03-07". */
@@ -27,8 +33,8 @@ function validDay(text) {
 
 /** The range the URL asks for, or the page's default preset; `error` says why custom days were refused.
  * With no default (a dashboard: each tile keeps its own range) and nothing in the URL: null. */
-export function rangeOf(params, defaultPreset = "30d") {
-  const timezone = params.get("tz") || DEFAULT_TIMEZONE;
+export function rangeOf(params, defaultPreset = "30d", { zoned = true } = {}) {
+  const timezone = zoned ? params.get("tz") || DEFAULT_TIMEZONE : UTC;
   const today = todayIn(timezone);
   const from = params.get("from");
   const to = params.get("to");
@@ -98,13 +104,21 @@ export function setUpQueryBar(onChange) {
     }
     onChange({ range: null, from, to });
   });
-  document.getElementById("timezone").addEventListener("change", (event) => {
+  const zones = document.getElementById("timezone");
+  zones.replaceChildren(...zoneNames().map((zone) => h("option", { value: zone }, zone === DEFAULT_TIMEZONE ? `${zone} (this browser)` : zone)));
+  zones.addEventListener("change", (event) => {
     onChange({ tz: event.target.value === DEFAULT_TIMEZONE ? null : event.target.value });
   });
 }
 
+/** The zones the bar offers: this browser's and UTC first, then every IANA zone the browser knows. */
+function zoneNames() {
+  const known = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  return [...new Set([DEFAULT_TIMEZONE, UTC, ...known])];
+}
+
 /** Show the page's range in the query bar (or hide the bar's range on pages without one). */
-export function showRange(range, { applies = true, note = "" } = {}) {
+export function showRange(range, { applies = true, note = "", zoned = true } = {}) {
   const bar = document.getElementById("querybar");
   bar.dataset.applies = String(applies);
   bar.querySelectorAll("[data-range]").forEach((button) => {
@@ -120,9 +134,13 @@ export function showRange(range, { applies = true, note = "" } = {}) {
     custom.elements.to.value ||= range.end;
   }
   if (!applies) custom.hidden = true;
-  document.getElementById("timezone").value = range?.timezone || DEFAULT_TIMEZONE;
+  const zones = document.getElementById("timezone");
+  if (range?.timezone && ![...zones.options].some((o) => o.value === range.timezone)) zones.append(h("option", { value: range.timezone }, range.timezone));
+  zones.value = range?.timezone || DEFAULT_TIMEZONE;
+  zones.disabled = !zoned;
+  zones.title = zoned ? "" : "This page counts UTC days";
   const label = document.getElementById("range-label");
   if (!applies) label.textContent = note;
   else if (!range) label.textContent = note || "Each tile shows its own saved range";
-  else label.textContent = `${range.error ? `${range.error} Showing: ` : ""}${range.start} – ${range.end} (${range.timezone})`;
+  else label.textContent = `${range.error ? `${range.error} Showing: ` : ""}${range.start} – ${range.end} (${range.timezone}${zoned ? "" : ": this page counts UTC days"})`;
 }

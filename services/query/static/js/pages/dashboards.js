@@ -120,7 +120,7 @@ async function addTileForm(dashboard, save, signal) {
   } catch (error) {
     return h("p", { class: "form-error", role: "alert" }, error.message);
   }
-  if (!listed.insights.length) return h("p", { class: "note" }, "Save an insight first (Overview, Funnel or Retention), then add it here.");
+  if (!listed.insights.length) return h("p", { class: "note" }, "Save an insight first (Overview, Trends, Funnel or Retention), then add it here.");
   const choice = h("select", { id: "add-insight" }, listed.insights.map((i) => h("option", { value: i.id }, `${i.name} (${TYPE_NAMES[i.type] || i.type})`)));
   const width = h("select", { id: "add-width", "aria-label": "Tile width" }, h("option", { value: "half" }, "Half width"), h("option", { value: "full" }, "Full width"));
   const error = h("p", { class: "form-error", role: "alert" });
@@ -160,7 +160,7 @@ function tileElement(dashboard, tile, index, save, ctx) {
   }
   const view = VIEWS[insight.type];
   const range = ctx.range || savedRange(insight);
-  section.querySelector(".panel-head").after(h("p", { class: "tile-meta" }, `${TYPE_NAMES[insight.type]} · ${range.label}`));
+  section.querySelector(".panel-head").after(h("p", { class: "tile-meta" }, `${TYPE_NAMES[insight.type]} · ${range.label} · ${range.timezone}`));
   runInsight(view, insight.query, range, { body, tools, signal: ctx.signal, compact: true, name: insight.name });
   return section;
 }

@@ -26,7 +26,7 @@ async function load(body, signal, navigate) {
     return;
   }
   if (!listed.insights.length) {
-    showEmpty(body, "No saved insights yet. Use “Save insight” on the Overview, Funnel or Retention page, then arrange them on a dashboard.");
+    showEmpty(body, "No saved insights yet. Use “Save insight” on the Overview, Trends, Funnel or Retention page, then arrange them on a dashboard.");
     return;
   }
   const rows = listed.insights.map((insight) => [

@@ -18,6 +18,7 @@ const SPARKLINE_DAYS = 30;
 export default {
   title: "Overview",
   defaultRange: "7d",
+  zoned: false, // the ETL's metrics and /stats count UTC days
   liveEvents: () => null,
   render({ main, range, signal }) {
     const notices = h("div", { class: "notices" });

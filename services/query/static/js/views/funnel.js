@@ -32,7 +32,7 @@ export default {
   request: (query, range) => ({
     path: "/api/v1/analytics/funnel",
     method: "POST",
-    body: { ...query, start_date: range.start, end_date: range.end },
+    body: { ...query, start_date: range.start, end_date: range.end, timezone: range.timezone },
   }),
   isEmpty: (data) => data.total_entries === 0,
   emptyText: (query, range) =>

@@ -5,9 +5,10 @@ import events from "./events.js";
 import funnel from "./funnel.js";
 import metric from "./metric.js";
 import retention from "./retention.js";
+import trends from "./trends.js";
 
-export const VIEWS = { events, metric, funnel, retention };
-export const TYPE_NAMES = { events: "Top events", metric: "Metric", funnel: "Funnel", retention: "Retention" };
+export const VIEWS = { events, metric, trends, funnel, retention };
+export const TYPE_NAMES = { events: "Top events", metric: "Metric", trends: "Trend", funnel: "Funnel", retention: "Retention" };
 
 /** The range a saved insight covers now: its last N days from today, or its fixed days. */
 export function savedRange(insight) {

@@ -42,6 +42,7 @@ export default {
       end_date: range.end,
       start_event: query.start_event || null,
       return_event: query.return_event || null,
+      timezone: range.timezone,
     },
   }),
   isEmpty: (data) => data.cohorts.every((c) => c.users === 0),

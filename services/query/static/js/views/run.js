@@ -5,9 +5,10 @@ import { api } from "../api.js";
 import { csvButton, csvName } from "../csv.js";
 import { showEmpty, showError, showLoading } from "../dom.js";
 
-/** Run `view`'s request for `query` over `range` into `body`; a CSV button goes into `tools`.
- * Resolves to the API's answer (or null when it failed or was cancelled). */
-export async function runInsight(view, query, range, { body, tools, signal, compact = false, name = "" }) {
+/** Run `view`'s request for `query` over `range` into `body`; a CSV button goes into `tools`;
+ * `display` is how the view draws it (the trends chart's kind). Resolves to the API's answer (or
+ * null when it failed or was cancelled). */
+export async function runInsight(view, query, range, { body, tools, signal, compact = false, name = "", display = {} }) {
   let drawn = null;
   tools?.querySelector(".csv")?.remove();
   if (tools) tools.append(csvButton(csvName(name || view.title, range.start, range.end), () => drawn));
@@ -29,7 +30,7 @@ export async function runInsight(view, query, range, { body, tools, signal, comp
       drawn = view.table(data, query);
       return data;
     }
-    drawn = view.render(body, data, { query, range, compact, signal });
+    drawn = view.render(body, data, { query, range, compact, signal, display });
     return data;
   };
   return attempt();
