@@ -55,7 +55,7 @@ function buildNav() {
   const list = document.getElementById("nav");
   list.replaceChildren(
     ...PAGES.map((page) =>
-      h("li", {}, h("a", { href: page.path, "data-link": true, dataset: { path: page.path } }, page.label, page.soon ? h("span", { class: "soon" }, " (soon)") : null)),
+      h("li", {}, h("a", { href: page.path, "data-link": true, dataset: { path: page.path } }, page.label)),
     ),
   );
 }

@@ -7,7 +7,7 @@ import livePage from "./pages/live.js";
 import overview from "./pages/overview.js";
 import persons from "./pages/persons.js";
 import retention from "./pages/retention.js";
-import { notFound } from "./pages/soon.js";
+import { notFound } from "./pages/not_found.js";
 import trends from "./pages/trends.js";
 
 export const PAGES = [
