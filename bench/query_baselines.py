@@ -122,7 +122,7 @@ def cohort_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 DUCKDB_TABLE = """
 CREATE TABLE events AS
-SELECT event_id, event, user_id, timestamp::TIMESTAMP AS timestamp, properties FROM read_parquet(?)
+SELECT event_id, event, user_id, timestamp::TIMESTAMP AS timestamp{properties} FROM read_parquet(?)
 ORDER BY event, user_id, timestamp"""
 DUCKDB_LINKS = """
 CREATE TABLE links AS
@@ -160,12 +160,13 @@ def check_persons(unresolved: int) -> None:
         raise ValueError(f"{unresolved} walks did not end within {MAX_WALK} links (a cycle?)")
 
 
-def load_duckdb(parquet: Path, links: Path) -> duckdb.DuckDBPyConnection:
+def load_duckdb(parquet: Path, links: Path, properties: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the events, sorted like ours ((event, user_id, timestamp)), so the
-    funnel's filter on event skips row groups; and the persons resolved from the links."""
+    funnel's filter on event skips row groups; and the persons resolved from the links. Without
+    `properties` (which neither question reads) the table leaves that column out."""
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
-    connection.execute(DUCKDB_TABLE, [str(parquet)])
+    connection.execute(DUCKDB_TABLE.format(properties=", properties" if properties else ""), [str(parquet)])
     connection.execute(DUCKDB_LINKS, [str(links)])
     connection.execute(RESOLVE_PERSONS)
     check_persons(connection.execute(UNRESOLVED).fetchall()[0][0])
