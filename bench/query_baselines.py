@@ -11,9 +11,11 @@ The best formulations measured on the benchmark's data (kept here; the others ar
 * funnel, PostgreSQL: the same idea with window functions over each person's step events after an
   index-only scan on (event, user_id, timestamp). Before persons, LATERAL index-only lookups per
   distinct id were about as fast; a person's events span several ids, which those lookups cannot seek.
-* cohort: one GROUP BY person with min(timestamp) and a bit per active week (bit_or), then one row per
-  cohort; DuckDB's DISTINCT (person, week) + join was slower. PostgreSQL reads an index-only scan on
-  (user_id, timestamp).
+* cohort: one GROUP BY user_id with min(timestamp) and a bit per active week (bit_or), then the ids'
+  rows grouped by person (min of the mins, bit_or of the bits: the same answer as grouping the events
+  by person, with a join of one row per id instead of one per event), then one row per cohort;
+  DuckDB's DISTINCT (user, week) + join was slower. PostgreSQL streams the first GROUP BY from an
+  index-only scan on (user_id, timestamp).
 
 Persons: both load the same link table ours holds (`person_links FINAL`) and resolve it at load time
 in their own SQL (RESOLVE_PERSONS: the rule of shared/contracts/persons.py) into a table `persons`
@@ -98,14 +100,17 @@ def cohort_sql(periods: int, postgres: bool) -> str:
     week_of = week.format(ms=ms, week=WEEK_MS)
     counts = ", ".join(f"sum(((active >> (cohort + {k})) & 1)::integer)" for k in range(periods))
     return f"""
-        WITH per_user AS (
-            SELECT min(timestamp) AS first_seen,
+        WITH per_id AS (
+            SELECT user_id, min(timestamp) AS first_seen,
                    bit_or(CASE WHEN timestamp >= {bound["first"]}
                                THEN {one} << {week_of.format(t="timestamp")}::integer
                                ELSE 0{cast} END) AS active
-            FROM events e LEFT JOIN persons p ON p.distinct_id = e.user_id
-            WHERE timestamp < {bound["end"]}
-            GROUP BY coalesce(p.person, e.user_id) HAVING min(timestamp) >= {bound["first"]}),
+            FROM events WHERE timestamp < {bound["end"]}
+            GROUP BY user_id),
+        per_user AS (
+            SELECT min(first_seen) AS first_seen, bit_or(active) AS active
+            FROM per_id i LEFT JOIN persons p ON p.distinct_id = i.user_id
+            GROUP BY coalesce(p.person, i.user_id) HAVING min(first_seen) >= {bound["first"]}),
         cohorts AS (SELECT ({week_of.format(t="first_seen")})::integer AS cohort, active FROM per_user)
         SELECT cohort, count(*), {counts} FROM cohorts GROUP BY cohort ORDER BY cohort"""
 

@@ -9,13 +9,13 @@ ClickHouse into a staging table with their persons' tables and a resolver round.
 
 As streamed (issue 20): the rows go into analytics_events as the stream loader writes them, blocks of
 STREAM_BATCH_SIZE rows in arrival order (received_at) one after another, background merges running.
-Right after the last block the rows `analytics_events FINAL` returns and the links `person_links FINAL`
-holds are exported (Parquet, CSV) and loaded into DuckDB (in memory) and a private PostgreSQL cluster
-(COPY, then indexes) at the same time; each resolves the persons from the links itself
-(bench/query_baselines.py). Meanwhile, SETTLE_SECONDS after the last block, the active parts per
-partition are recorded and merges are stopped, so the state timed is the state at that moment however
-long the baselines take (the settle shares the machine with them, as merges share it with inserts and
-queries in production: that leaves more parts, never fewer). The cohort summary
+SETTLE_SECONDS after the last block the active parts per partition are recorded and merges are stopped,
+so the state timed is the state at that moment however long the baselines take. The baselines' copy is
+exported before the load, from the same rows in a table of the events table's engine and key (so the
+rows `analytics_events FINAL` will return: checked by count and checksum once loaded): Parquet for
+DuckDB (in memory, loaded after the freeze) and CSV for a private PostgreSQL cluster (COPY, then
+indexes), which loads during the stream and the settle at nice 19 and idle IO, taking only what merges
+leave. Each resolves the persons from the links itself (bench/query_baselines.py). The cohort summary
 is rebuilt, as its refreshable view does every 10 minutes, and its schedule paused.
 
 Ours runs through the service's runners and `ClickHouse.query` (building the SQL, FINAL, parsing).
@@ -77,6 +77,12 @@ SETTINGS engine_file_truncate_on_insert = 1, do_not_merge_across_partitions_sele
 OUR_PERSONS = f"SELECT distinct_id, person_key FROM {OVERRIDES_TABLE} FINAL WHERE person_key != distinct_id"
 STATES = ("as streamed", "settled")
 MERGES_RUNNING = f"SELECT count() FROM system.merges WHERE table = '{EVENTS_TABLE}'"
+FINAL_COPY = "bench_final_copy"
+# What FINAL returns, in two numbers: rows, and an order-free checksum of every column the questions read.
+CHECKSUM = (
+    "SELECT count(), sum(cityHash64(event_id, event, user_id, timestamp, received_at, did)) "
+    "FROM {table} FINAL"
+)
 
 
 def run(scale: float, runs: int, workdir: Path) -> list[Figure]:
@@ -90,8 +96,13 @@ async def compare(scale: float, runs: int, workdir: Path) -> list[Figure]:
     clickhouse = ClickHouse(f"chdb://{workdir / 'chdb'}", "bench_query", workers=1)
     postgres = PostgresCluster(workdir / "postgres")
     try:
-        figures, frozen = await stream_and_export(clickhouse, scale, workdir)
-        loaded, duck, pg = await load_everywhere(clickhouse, postgres, workdir, frozen)
+        figures, expected_rows = await generate_and_export(clickhouse, scale, workdir)
+        pg = postgres.start().connect()
+        postgres.set_priority(19, idle_io=True)
+        pg_load = asyncio.create_task(load_postgres(pg, workdir))
+        figures.append(await stream_and_freeze(clickhouse, expected_rows))
+        postgres.set_priority(0, idle_io=False)
+        loaded, duck = await load_duckdb_and_check(clickhouse, pg, pg_load, workdir)
         figures += loaded
         quiet_down(workdir, pg)
         rounds = max(runs, QUERY_ROUNDS)
@@ -133,33 +144,36 @@ def requests() -> tuple[funnel.FunnelRequest, cohort.CohortRequest]:
     return funnel.FunnelRequest(**FUNNEL), cohort.CohortRequest(**COHORT)
 
 
-async def stream_and_export(
+async def export(clickhouse: ClickHouse, workdir: Path, events_table: str) -> None:
+    """The rows `events_table FINAL` returns and the links, as Parquet (DuckDB) and CSV (PostgreSQL)."""
+    for name, path in export_paths(workdir).items():
+        table, fmt = name.split(".")
+        select = EXPORTS[table].replace(EVENTS_TABLE, events_table)
+        await clickhouse.command(
+            EXPORT.replace("{select}", select), {"path": str(path), "format": fmt.replace("csv", "CSV")}
+        )
+
+
+async def generate_and_export(
     clickhouse: ClickHouse, scale: float, workdir: Path
-) -> tuple[list[Figure], Awaitable[Figure]]:
-    """Generate, load as streamed, export what FINAL returns; and the freeze of the parts
-    SETTLE_SECONDS after the last block, to await while the baselines load."""
+) -> tuple[list[Figure], Any]:
+    """Generate the rows to load and their persons; export what `analytics_events FINAL` will return
+    once they are loaded (the same rows in a table of the same engine, FINAL_COPY), and its checksum."""
     started = time.perf_counter()
     await asyncio.to_thread(clickhouse.create_schema)
     events, users = max(10_000, int(EVENTS * scale)), max(400, int(USERS * scale))
     made = await query_data.generate_arrivals(clickhouse, events, users)
     generated = time.perf_counter() - started
-    block_rows = StreamSettings().batch_size
-    streamed = await query_data.load_as_streamed(clickhouse, block_rows)
-    settled_at = time.monotonic() + SETTLE_SECONDS
-    at_end = await query_data.active_parts(clickhouse)
-    count = f"SELECT count() FROM {EVENTS_TABLE} FINAL"
-    (distinct,) = (await clickhouse.query(count, settings=FINAL_SETTINGS))[0]
     started = time.perf_counter()
-    for name, path in export_paths(workdir).items():
-        table, fmt = name.split(".")
-        select = EXPORTS[table]
-        await clickhouse.command(
-            EXPORT.replace("{select}", select), {"path": str(path), "format": fmt.replace("csv", "CSV")}
-        )
+    await clickhouse.command(f"CREATE TABLE {FINAL_COPY} AS {EVENTS_TABLE}")
+    await clickhouse.command(f"INSERT INTO {FINAL_COPY} SELECT * FROM {query_data.ARRIVALS_TABLE}")
+    await export(clickhouse, workdir, FINAL_COPY)
+    (expected_rows,) = await clickhouse.query(CHECKSUM.format(table=FINAL_COPY), settings=FINAL_SETTINGS)
+    await clickhouse.command(f"DROP TABLE {FINAL_COPY}")
     exported = time.perf_counter() - started
     shape = (
-        f"{distinct:,} events ({made['rows']:,} rows with the retried copies) of {made['users']:,} users, "
-        f"{made['distinct_ids']:,} distinct ids, {made['overrides']:,} linked to another's person; "
+        f"{expected_rows[0]:,} events ({made['rows']:,} rows with the retried copies) of {made['users']:,} "
+        f"users, {made['distinct_ids']:,} distinct ids, {made['overrides']:,} linked to another's person; "
         f"properties {made['properties_bytes_avg']} B on average"
     )
     figures = [
@@ -171,68 +185,83 @@ async def stream_and_export(
             note=f"{made['overrides']:,} overrides written; distinct_ids and person_links stored in "
             f"{made['store_s']:.1f} s",
         ),
-        Figure("query data: export Parquet + CSV (FINAL, as streamed)", "s", [exported]),
+        Figure(
+            "query data: export Parquet + CSV (FINAL)",
+            "s",
+            [exported],
+            note="from a copy of the rows to load in a table of the events table's engine and key; the "
+            "events table FINAL is checked to return the same rows once loaded",
+        ),
     ]
-    label = f"query data: load as streamed ({streamed['blocks']:,} blocks of {block_rows:,} rows)"
-    return figures, freeze(clickhouse, settled_at, Figure(label, "s", [streamed["seconds"]]), at_end)
+    return figures, expected_rows
 
 
-async def freeze(clickhouse: ClickHouse, settled_at: float, figure: Figure, at_end: dict[str, int]) -> Figure:
-    """At `settled_at`, record the active parts and stop merges: the state every as-streamed figure
-    is timed on. The settle shares the machine with the export and the baselines' loads, as merges
-    share it with inserts and queries in production (fewer merges done: more parts, never fewer)."""
+async def stream_and_freeze(clickhouse: ClickHouse, expected_rows: Any) -> Figure:
+    """Load as streamed; SETTLE_SECONDS after the last block record the active parts and stop merges:
+    the state every as-streamed figure is timed on. Check FINAL returns the exported rows."""
+    block_rows = StreamSettings().batch_size
+    streamed = await query_data.load_as_streamed(clickhouse, block_rows)
+    settled_at = time.monotonic() + SETTLE_SECONDS
+    at_end = await query_data.active_parts(clickhouse)
     await asyncio.sleep(max(0.0, settled_at - time.monotonic()))
     parts = await query_data.active_parts(clickhouse)
     merging = (await clickhouse.query(MERGES_RUNNING))[0][0]
     await clickhouse.command(f"SYSTEM STOP MERGES {EVENTS_TABLE}")
-    figure.note = (
-        "active parts per partition when the inserts ended: "
+    (rows,) = await clickhouse.query(CHECKSUM.format(table=EVENTS_TABLE), settings=FINAL_SETTINGS)
+    check(rows, expected_rows, "analytics_events FINAL (count, checksum), as streamed, against the export")
+    return Figure(
+        f"query data: load as streamed ({streamed['blocks']:,} blocks of {block_rows:,} rows)",
+        "s",
+        [streamed["seconds"]],
+        note="active parts per partition when the inserts ended: "
         + parts_text(at_end)
         + f"; {SETTLE_SECONDS} s later, when merges were stopped and the as-streamed state frozen: "
         + parts_text(parts)
-        + f" ({merging} merges were running); the settle overlapped the export and the baselines' loads"
+        + f" ({merging} merges were running); PostgreSQL loaded meanwhile at nice 19 and idle IO",
+        extra={"parts_at_end": at_end, "parts_timed": parts, "merges_running": merging},
     )
-    figure.extra = {"parts_at_end": at_end, "parts_timed": parts, "merges_running": merging}
-    return figure
 
 
 def parts_text(parts: dict[str, int]) -> str:
     return ", ".join(f"{partition}: {count}" for partition, count in parts.items())
 
 
-async def load_everywhere(
-    clickhouse: ClickHouse, postgres: PostgresCluster, workdir: Path, frozen: Awaitable[Figure]
-) -> tuple[list[Figure], Any, Any]:
-    """PostgreSQL (COPY, persons, indexes) and DuckDB load at the same time, while the as-streamed state
-    settles and is `frozen`; both resolutions are checked against our resolver's; then the cohort
-    summary is rebuilt, as its refreshable view does every 10 minutes."""
+async def load_postgres(pg: Any, workdir: Path) -> float:
     paths = export_paths(workdir)
-    freezing = asyncio.create_task(frozen)
-    pg = postgres.start().connect()
-    pg_load = asyncio.create_task(
-        seconds_of(baselines.load_postgres, pg, paths["events.csv"], paths["links.csv"])
-    )
+    return (await seconds_of(baselines.load_postgres, pg, paths["events.csv"], paths["links.csv"]))[0]
+
+
+async def load_duckdb_and_check(
+    clickhouse: ClickHouse, pg: Any, pg_load: Awaitable[float], workdir: Path
+) -> tuple[list[Figure], Any]:
+    """DuckDB loads (while PostgreSQL finishes); both resolutions are checked against our resolver's;
+    then the cohort summary is rebuilt, as its refreshable view does every 10 minutes."""
+    paths = export_paths(workdir)
     duck_seconds, duck = await seconds_of(
         baselines.load_duckdb, paths["events.parquet"], paths["links.parquet"]
     )
-    pg_seconds, _ = await pg_load
-    streamed = await freezing
+    pg_seconds = await pg_load
     ours = {(str(i), str(key)) for i, key in await clickhouse.query(OUR_PERSONS)}
     for engine, connection in (("DuckDB", duck), ("PostgreSQL", pg)):
         check(baselines.persons_of(connection), ours, f"{engine}'s persons")
     summary_seconds = await rebuild_summary(clickhouse)
     figures = [
-        streamed,
         Figure(
             "query data: load DuckDB (from Parquet, persons resolved)",
             "s",
             [duck_seconds],
-            note=f"beside PostgreSQL's; both resolve the same {len(ours):,} linked ids as our resolver",
+            note=f"after the as-streamed state was frozen; both baselines resolve the same {len(ours):,} "
+            "linked ids as our resolver",
         ),
-        Figure("query data: load PostgreSQL (COPY, persons resolved, 3 indexes, VACUUM)", "s", [pg_seconds]),
+        Figure(
+            "query data: load PostgreSQL (COPY, persons resolved, 3 indexes, VACUUM)",
+            "s",
+            [pg_seconds],
+            note="started with the as-streamed load, at the lowest CPU and IO priority until the freeze",
+        ),
         Figure("query data: rebuild the cohort summary", "s", [summary_seconds]),
     ]
-    return figures, duck, pg
+    return figures, duck
 
 
 async def seconds_of(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
