@@ -73,7 +73,7 @@ def requests() -> tuple[Any, Any]:
 async def prepare(workdir: Path, events: int) -> dict[str, Any]:
     """Generate, resolve, settle, rebuild the summary, export: what the query processes read."""
     from bench import query_data
-    from bench.query_compare import EXPORT, EXPORTS, rebuild_summary, settle
+    from bench.query_load import EXPORT, EXPORTS, rebuild_summary, settle
     from shared.clickhouse import ClickHouse
 
     shutil.rmtree(workdir, ignore_errors=True)
