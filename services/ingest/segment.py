@@ -146,6 +146,24 @@ def write_key(authorization: str | None, body: Any) -> str | None:
     return key
 
 
+async def handle(request: Request, authorization: str | None, kind: str | None) -> SegmentAck:
+    """One Segment request: a call of `kind`, or a batch (kind None); 200 after Kafka acknowledged."""
+    limit = SEGMENT_MAX_BATCH_BYTES if kind is None else SEGMENT_MAX_EVENT_BYTES
+    body = parse_json(await read_body(request, limit))
+    authorize(request, write_key(authorization, body), Role.INGEST)
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
+    result = await ingest_items(
+        calls,
+        producer=producer_of(request),
+        topics=topics_of(request),
+        convert=segment_event,
+        source="segment",
+    )
+    return SegmentAck(accepted=result.accepted, rejected=[r.model_dump() for r in result.rejected])
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["segment"])
     responses = {
@@ -154,22 +172,6 @@ def build_router() -> APIRouter:
         413: {"description": "Too large"},
         503: {"description": "Kafka did not acknowledge in time"},
     }
-
-    async def handle(request: Request, authorization: str | None, kind: str | None) -> SegmentAck:
-        limit = SEGMENT_MAX_BATCH_BYTES if kind is None else SEGMENT_MAX_EVENT_BYTES
-        body = parse_json(await read_body(request, limit))
-        authorize(request, write_key(authorization, body), Role.INGEST)
-        if not isinstance(body, dict):
-            raise InvalidRequest("body must be a JSON object")
-        calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
-        result = await ingest_items(
-            calls,
-            producer=producer_of(request),
-            topics=topics_of(request),
-            convert=segment_event,
-            source="segment",
-        )
-        return SegmentAck(accepted=result.accepted, rejected=[r.model_dump() for r in result.rejected])
 
     for path in ("/v1/batch", "/v1/import"):
 

@@ -12,6 +12,7 @@ again, which the tables collapse):
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -87,9 +88,10 @@ class DistinctIdNumbers:
             self.known.update(rows)
 
     def forget_oldest(self) -> None:
-        excess = len(self.known) - self.capacity
-        if excess > 0:
-            for distinct_id in list(self.known)[:excess]:
+        """Over capacity, forget the oldest tenth at once, so the cost is paid once per many new ids."""
+        if len(self.known) > self.capacity:
+            excess = len(self.known) - self.capacity * 9 // 10
+            for distinct_id in list(itertools.islice(self.known, excess)):
                 del self.known[distinct_id]
 
 
@@ -170,7 +172,7 @@ class PersonsRecorder:
         person an update or a merge changed are merged again."""
         concerned = self.resolver.note_numbers(batch.fresh)
         if batch.links:
-            await self.resolver.sync()
+            await self.resolver.add_links(batch.links)
         if concerned:
             await self.resolver.write(concerned)
         await self.refresh_properties({self.resolver.key_of(u.distinct_id) for _, u in batch.updates})

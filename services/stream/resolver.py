@@ -27,8 +27,10 @@ from shared.contracts.storage import DISTINCT_IDS_TABLE, LINKS_TABLE, OVERRIDES_
 
 log = logging.getLogger(__name__)
 
-# A row inserted while the previous read ran may carry an earlier inserted_at than the newest it saw.
-READ_MARGIN_SECONDS = 5
+# A row is stamped (inserted_at) when its insert starts and seen when the insert commits, so a read may
+# see a row stamped before the newest it saw last time; each read goes back this far again (the same
+# margin as the cohort summary's changed ids), and copies already known change nothing.
+READ_MARGIN_SECONDS = 60
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -197,6 +199,12 @@ class Resolver:
         async with self.lock:
             return await self._write(distinct_ids)
 
+    async def add_links(self, links: list[Link]) -> int:
+        """Links this replica just stored: into the graph at once, without reading them back (the
+        periodic `sync` reads them too, with everyone else's, and they change nothing then)."""
+        async with self.lock:
+            return await self._take(links, all_unnumbered=False)
+
     async def _rebuild(self) -> int:
         self.graph = LinkGraph()
         self.numbers.clear()
@@ -211,7 +219,9 @@ class Resolver:
         return changed + await self._write(gone)
 
     async def _sync(self, all_unnumbered: bool) -> int:
-        links = await self.read_links()
+        return await self._take(await self.read_links(), all_unnumbered)
+
+    async def _take(self, links: list[Link], all_unnumbered: bool) -> int:
         moved = self.graph.add(links)
         new_ids = ({link.from_id for link in links} | {link.to_id for link in links}) - set(self.numbers)
         self.unnumbered |= new_ids

@@ -72,10 +72,19 @@ class Link:
 
 
 def links_of(event: StoredEvent) -> list[Link]:
+    """The event's links, with its times as stored (UTC milliseconds), so a link compares the same
+    whether it comes from a message or from ClickHouse."""
+    timestamp, received_at = stored_time(event.timestamp), stored_time(event.received_at)
     return [
-        Link(event.timestamp, event.event_id, linked, event.user_id, event.event, event.received_at)
+        Link(timestamp, event.event_id, linked, event.user_id, event.event, received_at)
         for linked in event.linked_ids
     ]
+
+
+def stored_time(moment: datetime) -> datetime:
+    """A time as a DateTime64(3, 'UTC') column keeps it: in UTC, microseconds truncated to milliseconds."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def resolve(links: Iterable[Link]) -> dict[str, str]:
