@@ -1,4 +1,5 @@
-"""The same funnel and cohort questions for DuckDB and PostgreSQL 15, over a copy of the rows ours reads.
+"""The same funnel and cohort questions for DuckDB and PostgreSQL 15, over a copy of the rows ours reads
+(the trends' are in bench/query_trends.py).
 
 Both get the deduplicated events (what `analytics_events FINAL` returns), so neither pays for dedup.
 The best formulations measured on the benchmark's data (kept here; the others are in the notes):
@@ -39,6 +40,7 @@ import duckdb
 import psycopg
 
 from services.query import cohort, funnel
+from shared.contracts.property_types import BUCKET_NONE
 
 WEEK_MS = 7 * 86_400_000
 
@@ -115,9 +117,12 @@ def cohort_sql(periods: int, postgres: bool) -> str:
         SELECT cohort, count(*), {counts} FROM cohorts GROUP BY cohort ORDER BY cohort"""
 
 
+NO_BREAKDOWN = (BUCKET_NONE, 0.0, "")  # the breakdown bucket of every row of a funnel without one
+
+
 def funnel_rows(levels: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(level, users) as our funnel SQL's rows: (bucket, missing, value, level, users)."""
-    return [(1, False, "", int(level), int(users)) for level, users in levels if int(level) > 0]
+    """(level, users) as our funnel SQL's rows: (bucket, breakdown bucket, level, users)."""
+    return [(1, NO_BREAKDOWN, int(level), int(users)) for level, users in levels if int(level) > 0]
 
 
 def cohort_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -127,7 +132,7 @@ def cohort_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 DUCKDB_TABLE = """
 CREATE TABLE events AS
-SELECT event_id, event, user_id, timestamp::TIMESTAMP AS timestamp{properties} FROM read_parquet(?)
+SELECT event_id, event, user_id, timestamp::TIMESTAMP AS timestamp, properties FROM read_parquet(?)
 ORDER BY event, user_id, timestamp"""
 DUCKDB_LINKS = """
 CREATE TABLE links AS
@@ -165,13 +170,13 @@ def check_persons(unresolved: int) -> None:
         raise ValueError(f"{unresolved} walks did not end within {MAX_WALK} links (a cycle?)")
 
 
-def load_duckdb(parquet: Path, links: Path, properties: bool = True) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the events, sorted like ours ((event, user_id, timestamp)), so the
-    funnel's filter on event skips row groups; and the persons resolved from the links. Without
-    `properties` (which neither question reads) the table leaves that column out."""
+def load_duckdb(parquet: Path, links: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the events (properties included: the trends read them), sorted like
+    ours ((event, user_id, timestamp)), so a filter on event skips row groups; and the persons resolved
+    from the links."""
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
-    connection.execute(DUCKDB_TABLE.format(properties=", properties" if properties else ""), [str(parquet)])
+    connection.execute(DUCKDB_TABLE, [str(parquet)])
     connection.execute(DUCKDB_LINKS, [str(links)])
     connection.execute(RESOLVE_PERSONS)
     check_persons(connection.execute(UNRESOLVED).fetchall()[0][0])

@@ -1,5 +1,6 @@
-"""`make bench-scale` (not part of `make bench`): how the person funnel and cohort grow with the data,
-ours and DuckDB, latency and peak memory of the querying process.
+"""`make bench-scale` (not part of `make bench`): how the person funnel, the person cohort and a trend
+(unique persons by plan, bench/query_trends.py) grow with the data, ours and DuckDB, latency and peak
+memory of the querying process.
 
     python -m bench.scale [--sizes 1000000,10000000,30000000] [--runs 5]
 
@@ -9,8 +10,8 @@ signup), generated straight into the events table with its persons (a resolver r
 (OPTIMIZE FINAL, the state background merges converge to; `make bench` has the as-streamed figures).
 Every step runs in its own process, one after another: `prepare` generates, settles, rebuilds the cohort
 summary and exports the deduplicated events and the links (Parquet); then `query --system ours` and
-`query --system duckdb` (in-memory, without the properties column, which neither question reads; it
-resolves persons from the links in its own SQL) each time the questions, `runs` times after a warm-up.
+`query --system duckdb` (in-memory, with the properties column the trend reads; it resolves persons
+from the links in its own SQL) each time the questions, `runs` times after a warm-up.
 A process's peak memory is its highest RSS sampled every 10 ms while it queried, beside its RSS before
 the first query (DuckDB's holds the table). Both answers must agree exactly.
 Writes bench/results/scale.json, scale.md and scale.png (latency against events, log-log, one line per
@@ -43,11 +44,13 @@ SIZES = (1_000_000, 10_000_000, 30_000_000, 100_000_000)
 DEFAULT_MAX_EVENTS = 30_000_000
 EVENTS_PER_USER = 10
 SYSTEMS = ("ours", "duckdb")
-# The questions every size answers: name -> the label in the table and plot. Trends
-# (POST /api/v1/analytics/trends) are being built on another branch: when services/query has its
-# runner, add "trend" here, its call to `our_calls` and its DuckDB SQL to `duckdb_calls`; the table and
-# the plot take every question listed.
-QUESTIONS = {"funnel": "person funnel 3 steps, 30 days", "cohort": "person cohort weekly x 8"}
+# The questions every size answers (name -> the label in the table and plot); each has a call in
+# `our_calls` and in `duckdb_calls`.
+QUESTIONS = {
+    "funnel": "person funnel 3 steps, 30 days",
+    "cohort": "person cohort weekly x 8",
+    "trend": "trend: unique persons by plan, 30 days daily",
+}
 
 
 class PeakSampler(threading.Thread):
@@ -99,6 +102,7 @@ Calls = dict[str, Callable[[], Awaitable[Any]]]
 
 
 def our_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
+    from bench import query_trends
     from services.query import cohort, funnel
     from shared.clickhouse import ClickHouse
 
@@ -108,14 +112,17 @@ def our_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
         "ready": lambda: clickhouse.query("SELECT 1"),  # chDB's start-up, before the memory baseline
         "funnel": lambda: funnel.run_funnel(clickhouse, funnel_request, 600),
         "cohort": lambda: cohort.run_cohort(clickhouse, cohort_request, 600),
+        "trend": query_trends.our_calls(clickhouse)["trend_unique"],
     }
     return calls, clickhouse.close
 
 
 def duckdb_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
     from bench import query_baselines as baselines
+    from bench import query_trends
 
-    duck = baselines.load_duckdb(workdir / "events.parquet", workdir / "links.parquet", properties=False)
+    duck = baselines.load_duckdb(workdir / "events.parquet", workdir / "links.parquet")
+    trend = query_trends.baseline_calls(duck, None)["trend_unique"]["DuckDB"]
     funnel_request, cohort_request = requests()
     fp = baselines.funnel_parameters(funnel_request)
     cp = baselines.cohort_parameters(cohort_request)
@@ -130,10 +137,13 @@ def duckdb_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
     async def run_cohort() -> Any:
         return cohort.parse(baselines.cohort_rows(duck.execute(cohort_sql, cp).fetchall()), cohort_request)
 
+    async def run_trend() -> Any:
+        return trend()
+
     async def ready() -> None:
         return None
 
-    return {"ready": ready, "funnel": run_funnel, "cohort": run_cohort}, duck.close
+    return {"ready": ready, "funnel": run_funnel, "cohort": run_cohort, "trend": run_trend}, duck.close
 
 
 async def query(workdir: Path, system: str, runs: int) -> dict[str, Any]:
