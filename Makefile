@@ -9,7 +9,7 @@ JS_TESTS := tests/js
 STAMP_JS := $(JS_TESTS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-tools tracker-tools install kafka-jars lint format clean reset
+.PHONY: run test bench bench-scale bench-tools tracker-tools install kafka-jars lint format clean reset
 
 run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
 	$(PY) -m deploy.run_local
@@ -20,6 +20,12 @@ test: install kafka-jars tracker-tools ## Run the whole test suite against a rea
 bench: install kafka-jars bench-tools ## Benchmarks (not part of `make test`); writes bench/results/latest.json
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Growth of the query figures with the data (1M, 10M, 30M events; BENCH_MAX_EVENTS=100000000 adds 100M):
+# ours and DuckDB only, so neither Kafka nor the Debian tools are needed. Writes bench/results/scale.*.
+bench-scale: install ## Query latency and memory at 1M-30M events (not part of `make bench`)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench.scale $(BENCH_SCALE_ARGS)
 
 # wrk (load generator) and PostgreSQL 15 (a baseline) come from Debian's packages.
 bench-tools:

@@ -1,6 +1,6 @@
 """`make bench`: the product's performance figures, each against a baseline measured in the same run.
 
-    python -m bench [--scale 1.0] [--only ingest,pipeline,freshness,query,live] [--runs 3]
+    python -m bench [--scale 1.0] [--only ingest,pipeline,freshness,query,live,persons] [--runs 3]
 
 Starts its own Kafka broker and services under data/bench/ (deleted first), writes
 bench/results/latest.json and bench/results/latest.md.
@@ -28,7 +28,7 @@ from deploy.kafka.broker import REPO, KafkaBroker, free_port
 from deploy.processes import ServiceProcess, stop_all
 from shared.contracts.topics import Topics
 
-SECTIONS = ("ingest", "pipeline", "freshness", "query", "live")
+SECTIONS = ("ingest", "pipeline", "freshness", "query", "live", "persons")
 INGEST_KEY = "bench-ingest-key-0123456789"
 READ_KEY = "bench-read-key-0123456789ab"
 ADMIN_KEY = "bench-admin-key-0123456789a"
@@ -239,6 +239,31 @@ class Bench:
                 figure.note += "; with 1,000 other events/s flowing through the gateway"
             self.add(figure)
 
+    def run_persons(self) -> None:
+        """The stream processor's memory for persons, each structure in a fresh process."""
+        from bench import persons_memory
+
+        ids, links = 1_000_000, 200_000
+        measured = persons_memory.figures(ids, links)
+        self.add(
+            Figure(
+                "stream processor: distinct-id numbers cache, per 1M distinct ids",
+                "MiB",
+                [measured["numbers"]["mib"] * 1_000_000 / ids],
+                note="RSS growth of a fresh process holding DistinctIdNumbers with 1M UUID-text ids "
+                "(python -m bench.persons_memory; --traced gives Python's own allocations)",
+            )
+        )
+        self.add(
+            Figure(
+                f"stream processor: resolver (LinkGraph and its maps) at {links:,} links",
+                "MiB",
+                [measured["resolver"]["mib"]],
+                note=f"{2 * links:,} linked ids (anonymous id -> user id); per 1M linked ids: "
+                f"{measured['resolver']['mib'] * 1_000_000 / (2 * links):,.0f} MiB",
+            )
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -266,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline": bench.run_pipeline,
         "freshness": bench.run_freshness,
         "live": bench.run_live,
+        "persons": bench.run_persons,
     }
     t0 = time.monotonic()
     try:
-        if any(s in steps for s in sections):
+        if any(s in steps and s != "persons" for s in sections):
             bench.start()
             bench.run_memory_at_rest()
         for section in sections:

@@ -79,6 +79,18 @@ class PostgresCluster:
             total += child_times.user + child_times.system
         return total
 
+    def set_priority(self, nice: int, idle_io: bool) -> None:
+        """CPU niceness and IO class of the server and every backend (new backends inherit the
+        postmaster's): a load at nice 19 and idle IO takes only what the rest of the machine leaves."""
+        root = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        io_class = psutil.IOPRIO_CLASS_IDLE if idle_io else psutil.IOPRIO_CLASS_BE
+        for process in (root, *root.children(recursive=True)):
+            try:
+                process.nice(nice)
+                process.ionice(io_class)
+            except psutil.NoSuchProcess:
+                continue
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")

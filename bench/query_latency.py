@@ -2,14 +2,11 @@
 
     python -m bench.query_latency --events 1000000 [--runs 7] [--path DIR]
 
-The events are generated inside ClickHouse (INSERT ... SELECT FROM numbers()): every user signs up once
-at a random moment of a 60-day span, 55% complete onboarding within 3 days, 40% of those subscribe
-within 20 days (so some fall outside the 14-day window); the rest are page views, clicks, searches
-and feature uses from a skewed user population (user k gets a share ~ 1/sqrt(k)), denser soon after
-signup. Properties are ~300 bytes of JSON; 0.5% of events arrive twice (same event_id), as retries
-would, so FINAL has work to do. Queries run through the service's own runners and `ClickHouse.query`,
-so the figures include building the SQL, FINAL and parsing. Each figure is the median of `--runs`
-runs after one warm-up run.
+The events are generated inside ClickHouse (INSERT ... SELECT FROM numbers(), bench/query_data.py has
+their shape, persons included) straight into the events table; 0.5% of events arrive twice (same
+event_id), as retries would, so FINAL has work to do. Queries run through the service's own runners
+and `ClickHouse.query`, so the figures include building the SQL, FINAL and parsing. Each figure is the
+median of `--runs` runs after one warm-up run.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench import query_data
 from services.query.cohort import CohortRequest, run_cohort
 from services.query.cohort import build_scan as build_cohort_scan
 from services.query.cohort import parse as parse_cohort
@@ -34,8 +32,6 @@ from services.query.funnel import FunnelRequest, run_funnel
 from shared.clickhouse import ClickHouse
 from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS
 
-SPAN_MS = 60 * 86_400_000
-EVENTS_PER_USER = 25
 FUNNEL = {
     "steps": ["signup", "onboarding_completed", "subscription_created"],
     "start_date": "2023-01-15",
@@ -44,73 +40,13 @@ FUNNEL = {
 COHORT = {"period_type": "weekly", "periods": 8, "end_date": "2023-02-26"}
 TIMEOUT = 600.0
 
-PROPERTIES = """concat(
-    '{"plan":"', ['free', 'starter', 'pro', 'business', 'enterprise'][h % 5 + 1],
-    '","path":"/app/', ['dashboard', 'settings', 'reports', 'billing', 'projects'][intDiv(h, 7) % 5 + 1],
-    '/', toString(intDiv(h, 41) % 10000),
-    '","referrer":"https://www.example.com/search?q=', hex(cityHash64(h)),
-    '","browser":"', ['Chrome', 'Firefox', 'Safari', 'Edge'][intDiv(h, 13) % 4 + 1],
-    '","os":"', ['Windows', 'macOS', 'Linux', 'iOS', 'Android'][intDiv(h, 17) % 5 + 1],
-    '","screen":"1920x1080","locale":"en-US","session_id":"', toString(generateUUIDv4(2)),
-    '","utm_source":"newsletter","utm_campaign":"spring_sale_2023","amount":',
-    toString(intDiv(h, 3) % 100000 / 100), '}')"""
-SIGNUP_AT = "toDateTime64('2023-01-01', 3, 'UTC') + toIntervalMillisecond(cityHash64({u}, 'signup') % {span})"
-FUNNEL_ROWS = f"""
-INSERT INTO {EVENTS_TABLE} (event_id, event, user_id, timestamp, received_at, properties)
-SELECT generateUUIDv4(1), step.1, concat('user-', toString(u)),
-       signed_up + toIntervalMillisecond(step.2), signed_up + toIntervalMillisecond(step.2 + 150),
-       {PROPERTIES}
-FROM (
-    SELECT number AS u, cityHash64(number, 'props') AS h,
-           {SIGNUP_AT.format(u="number", span=SPAN_MS)} AS signed_up,
-           cityHash64(number, 'onboard') % 100 < 55 AS onboarded,
-           cityHash64(number, 'subscribe') % 100 < 40 AS subscribed,
-           cityHash64(number, 'd1') % (3 * 86400000) AS d1,
-           d1 + cityHash64(number, 'd2') % (20 * 86400000) AS d2
-    FROM numbers({{users:UInt64}}))
-ARRAY JOIN arrayConcat([('signup', toUInt64(0))], if(onboarded, [('onboarding_completed', d1)], []),
-                       if(onboarded AND subscribed, [('subscription_created', d2)], [])) AS step
-"""
-ACTIVITY_ROWS = f"""
-INSERT INTO {EVENTS_TABLE} (event_id, event, user_id, timestamp, received_at, properties)
-SELECT generateUUIDv4(1), ['page_view', 'page_view', 'page_view', 'button_click', 'search',
-       'feature_used'][h % 6 + 1], concat('user-', toString(u)), at, at + toIntervalMillisecond(h % 2000),
-       {PROPERTIES}
-FROM (
-    SELECT number, cityHash64(number) AS h,
-           toUInt64({{users:UInt64}} * pow((cityHash64(number, 'user') % 1000003) / 1000003, 2)) AS u,
-           {SIGNUP_AT.format(u="u", span=SPAN_MS)}
-               + toIntervalMillisecond(toUInt64({SPAN_MS} * pow((h % 1000003) / 1000003, 2))) AS at
-    FROM numbers({{count:UInt64}}))
-"""
-RETRIES = f"""
-INSERT INTO {EVENTS_TABLE}
-SELECT event_id, event, user_id, timestamp, received_at + toIntervalSecond(1), properties, source
-FROM {EVENTS_TABLE} WHERE cityHash64(event_id) % 200 = 0
-"""
-
 
 async def generate(clickhouse: ClickHouse, events: int, users: int | None = None) -> dict[str, Any]:
-    """Fill a fresh events table with about `events` synthetic events of `users` users (default one per
-    EVENTS_PER_USER events); returns what was made."""
-    started = time.perf_counter()
-    users = users or max(100, events // EVENTS_PER_USER)
-    await clickhouse.command(FUNNEL_ROWS, {"users": users})
-    (funnel_rows,) = (await clickhouse.query(f"SELECT count() FROM {EVENTS_TABLE}"))[0]
-    await clickhouse.command(ACTIVITY_ROWS, {"users": users, "count": max(0, events - funnel_rows)})
-    await clickhouse.command(RETRIES)
-    rows, size, avg_properties = (
-        await clickhouse.query(
-            f"SELECT count(), sum(length(properties)), avg(length(properties)) FROM {EVENTS_TABLE}"
-        )
-    )[0]
-    return {
-        "rows": rows,
-        "users": users,
-        "properties_bytes_avg": round(avg_properties),
-        "raw_properties_mb": round(size / 1e6),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    """Fill a fresh events table with about `events` synthetic events (bench/query_data.py) and their
+    persons; returns what was made."""
+    made = await query_data.generate(clickhouse, events, users)
+    made.update(await query_data.record_persons(clickhouse))
+    return made
 
 
 def retention_aggregate(periods: int) -> str:

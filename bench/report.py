@@ -94,6 +94,7 @@ def write(figures: list[Figure], scale: float, started: datetime, out_dir: Path 
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {info['python']}.",
         "Each figure is the median of the runs listed; all figures come from the same `make bench` run.",
+        "Query targets apply to the data as streamed; the settled rows show what merges give later.",
         "",
         "| figure | median | unit | runs | target | met |",
         "|---|---|---|---|---|---|",
@@ -105,5 +106,7 @@ def write(figures: list[Figure], scale: float, started: datetime, out_dir: Path 
     notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
     if notes:
         lines += ["", "Notes:", *notes]
+    if (out_dir / "scale.md").exists():
+        lines += ["", "Growth with the data (`make bench-scale`, its own run): [scale.md](scale.md)."]
     (out_dir / "latest.md").write_text("\n".join(lines) + "\n")
     return out_dir / "latest.md"

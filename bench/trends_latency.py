@@ -1,19 +1,17 @@
 """Trend and schema-discovery latency in embedded ClickHouse (chDB), with DuckDB answering the same two
-trends over a copy of the deduplicated rows as the baseline (issue 15's figures). Rerun with:
+trends over a copy of the deduplicated rows and the same persons as the baseline (issue 15's figures;
+`make bench`'s query section times them as streamed and settled, with PostgreSQL too). Rerun with:
 
     python -m bench.trends_latency --events 1000000 [--runs 5] [--path DIR]
 
-The events are the query benchmark's (bench.query_latency.generate: skewed users, ~300-byte JSON
-properties with `plan` and `amount`, 0.5% retried copies). The trends run through the service's own
-runner (`run_trends`: building the SQL, FINAL, exact parsing), the discovery calls through its
-functions on the catalogue the materialized views filled while the events were inserted:
+The events are the query benchmark's (bench/query_data.py: skewed users, ~300-byte JSON properties
+with `plan` and `amount`, 0.5% retried copies, 20% of users anonymous before signup), generated
+straight into the events table with their persons. The questions and the baseline's SQL are
+bench/query_trends.py's: a 30-day daily trend of unique persons of page_view broken down by plan, a
+30-day daily sum of amount of page_view where plan = pro, and GET /events, /properties?event=page_view,
+/properties/plan/values on the catalogue the materialized views filled while the events were inserted.
 
-* a 30-day daily trend of unique persons of page_view, broken down by plan (top 25 + other);
-* a 30-day daily sum of amount of page_view where plan = pro;
-* GET /events, /properties?event=page_view, /properties/plan/values (first call, then the median).
-
-Each figure is the median of `--runs` runs after one warm-up run; DuckDB's answers are checked against
-ours (totals per breakdown value, the sum per day).
+Each figure is the median of `--runs` runs after one warm-up run; DuckDB's answers must equal ours.
 """
 
 from __future__ import annotations
@@ -25,52 +23,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from bench import query_baselines as baselines
+from bench import query_trends
 from bench.query_latency import generate
-from services.query.discovery import Listing, PropertyListing, list_events, list_properties, list_values
-from services.query.trends import TrendsRequest, run_trends
+from bench.query_load import EXPORT, EXPORTS
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
-
-RANGE = {"start_date": "2023-01-15", "end_date": "2023-02-13"}
-UNIQUE_BY_PLAN = {"series": [{"event": "page_view", "math": "unique_persons"}], "breakdown": "plan", **RANGE}
-PRO_SUM = {
-    "series": [
-        {
-            "event": "page_view",
-            "math": "sum",
-            "property": "amount",
-            "filters": [{"property": "plan", "op": "eq", "value": "pro"}],
-        }
-    ],
-    **RANGE,
-}
-TIMEOUT = 600.0
-EXPORT = f"""
-INSERT INTO FUNCTION file({{path:String}}, 'Parquet')
-SELECT user_id, event, timestamp, properties FROM {EVENTS_TABLE} FINAL
-SETTINGS engine_file_truncate_on_insert = 1, do_not_merge_across_partitions_select_final = 1"""
-DUCK_UNIQUE = """
-WITH e AS (SELECT user_id, CAST(timestamp AS DATE) AS day, json_extract_string(properties, '$.plan') AS plan
-           FROM events WHERE event = 'page_view' AND timestamp >= TIMESTAMP '2023-01-15'
-             AND timestamp < TIMESTAMP '2023-02-14'),
-top AS (SELECT plan FROM e GROUP BY plan ORDER BY count(DISTINCT user_id) DESC, plan LIMIT 25)
-SELECT CASE WHEN plan IN (SELECT plan FROM top) THEN plan ELSE 'Other' END AS value, day,
-       count(DISTINCT user_id) FROM e GROUP BY ALL
-UNION ALL
-SELECT CASE WHEN plan IN (SELECT plan FROM top) THEN plan ELSE 'Other' END AS value, NULL,
-       count(DISTINCT user_id) FROM e GROUP BY ALL"""
-DUCK_SUM = """
-SELECT CAST(timestamp AS DATE) AS day, sum(CAST(json_extract(properties, '$.amount') AS DECIMAL(38, 6)))
-FROM events WHERE event = 'page_view' AND timestamp >= TIMESTAMP '2023-01-15'
-  AND timestamp < TIMESTAMP '2023-02-14' AND json_extract_string(properties, '$.plan') = 'pro'
-  AND json_type(properties, '$.amount') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
-GROUP BY day ORDER BY day"""
 
 
 async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, float, float, Any]:
@@ -88,24 +48,14 @@ async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, f
     return first, statistics.median(wall), statistics.median(cpu), answer
 
 
-def duck_timed(runs: int, connection: Any, sql: str) -> tuple[float, list[Any]]:
-    rows = connection.execute(sql).fetchall()
+def duck_timed(runs: int, call: Callable[[], Any]) -> tuple[float, Any]:
+    answer = call()
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        rows = connection.execute(sql).fetchall()
+        answer = call()
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), rows
-
-
-def check(ours_unique: Any, ours_sum: Any, duck_unique: list[Any], duck_sum: list[Any]) -> None:
-    totals = {r.breakdown_value: r.total for r in ours_unique.results}
-    theirs = {value: count for value, day, count in duck_unique if day is None}
-    assert totals == theirs, (totals, theirs)
-    days = {str(day): Decimal(str(value)) for day, value in duck_sum}
-    (result,) = ours_sum.results
-    for label, value in zip(result.labels, result.data, strict=True):
-        assert abs(Decimal(str(value)) - days.get(label, Decimal(0))) < Decimal("0.000001"), label
+    return statistics.median(times), answer
 
 
 async def main(events: int, runs: int, path: Path | None) -> None:
@@ -116,34 +66,27 @@ async def main(events: int, runs: int, path: Path | None) -> None:
         made = await generate(clickhouse, events)
         print(f"generated {made['rows']:,} rows of {made['users']:,} users in {made['seconds']} s")
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
-            "trend: unique persons by plan, 30 days": lambda: run_trends(
-                clickhouse, TrendsRequest(**UNIQUE_BY_PLAN).checked(366), TIMEOUT
-            ),
-            "trend: sum of amount where plan = pro, 30 days": lambda: run_trends(
-                clickhouse, TrendsRequest(**PRO_SUM).checked(366), TIMEOUT
-            ),
-            "discovery: events": lambda: list_events(clickhouse, Listing(), TIMEOUT),
-            "discovery: properties of page_view": lambda: list_properties(
-                clickhouse, PropertyListing(event="page_view"), TIMEOUT
-            ),
-            "discovery: values of plan": lambda: list_values(clickhouse, "plan", PropertyListing(), TIMEOUT),
+            query_trends.LABELS[question]: call
+            for question, call in query_trends.our_calls(clickhouse).items()
         }
+        calls |= {label: lambda call=call: call(clickhouse) for label, call in query_trends.DISCOVERY.items()}
         answers = {}
         for label, call in calls.items():
             first, wall, cpu, answers[label] = await timed(runs, call)
             print(
                 f"{label}: first {first:.0f} ms, then {wall:.1f} ms wall, {cpu:.1f} ms CPU (medians, {runs})"
             )
-        parquet = workdir / "events.parquet"
-        await clickhouse.command(EXPORT, {"path": str(parquet)})
-        duck = duckdb.connect()
-        duck.execute(f"CREATE TABLE events AS SELECT * FROM read_parquet('{parquet}')")
-        unique_ms, duck_unique = duck_timed(runs, duck, DUCK_UNIQUE)
-        sum_ms, duck_sum = duck_timed(runs, duck, DUCK_SUM)
-        print(f"duckdb: unique persons by plan {unique_ms:.1f} ms, sum where plan = pro {sum_ms:.1f} ms")
-        labels = list(calls)
-        check(answers[labels[0]], answers[labels[1]], duck_unique, duck_sum)
-        print("answers match DuckDB's")
+        await query_trends.check_discovery(clickhouse, list(answers.values())[2:])
+        for table, select in EXPORTS.items():
+            params = {"path": str(workdir / f"{table}.parquet"), "format": "Parquet"}
+            await clickhouse.command(EXPORT.replace("{select}", select), params)
+        duck = baselines.load_duckdb(workdir / "events.parquet", workdir / "links.parquet")
+        for question, engines in query_trends.baseline_calls(duck, None).items():
+            ms, answer = duck_timed(runs, engines["DuckDB"])
+            label = query_trends.LABELS[question]
+            if answer != answers[label]:
+                raise AssertionError(f"DuckDB's {label} differs from ours:\n{answer!r}\n{answers[label]!r}")
+            print(f"duckdb: {label} {ms:.1f} ms (median, {runs}), the same answer as ours")
     finally:
         clickhouse.close()
         if path is None:

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS {database}.analytics_events
 )
 ENGINE = ReplacingMergeTree(received_at)
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (event, user_id, event_id);
+ORDER BY (event, user_id, event_id)
+SETTINGS min_age_to_force_merge_seconds = 60, min_age_to_force_merge_on_partition_only = 1;
 
 -- Tables created before `inserted_at` existed get it here. Their old rows read it as now() until
 -- `ALTER TABLE analytics_events MATERIALIZE COLUMN inserted_at` has run, so every user counts as changed
@@ -47,6 +48,14 @@ ALTER TABLE {database}.analytics_events
     ADD INDEX IF NOT EXISTS inserted_at_minmax inserted_at TYPE minmax GRANULARITY 1;
 ALTER TABLE {database}.analytics_events ADD COLUMN IF NOT EXISTS linked_ids Array(String) DEFAULT [];
 ALTER TABLE {database}.analytics_events ADD COLUMN IF NOT EXISTS did UInt64 DEFAULT 0;
+-- A partition whose writes stopped a minute ago (a past month, or any month in a lull) is merged down
+-- to one part. Background merges alone leave a month loaded in the loader's batches at 5-10 overlapping
+-- parts for good, and FINAL then merges every one of them in every query (issue 20; the cost as streamed
+-- and settled: bench/results/latest.md); a single merged part is read without that work. The price is a
+-- rewrite of the month after each burst of late events into it, once the burst is a minute old.
+-- Exactness does not depend on it: FINAL still deduplicates whatever parts there are.
+ALTER TABLE {database}.analytics_events
+    MODIFY SETTING min_age_to_force_merge_seconds = 60, min_age_to_force_merge_on_partition_only = 1;
 
 -- Persons (shared/contracts/persons.py has the rules; services/stream/persons.py writes these tables).
 -- Every distinct id with an event of its own, and its number: assigned by the stream processor owning
