@@ -208,4 +208,13 @@ def add_health_routes(app: FastAPI, runtime: Runtime) -> None:
             if "ready" in detail:
                 checks[name] = bool(detail["ready"])
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        report = runtime.resources.topic_report
+        if report is not None:
+            # Under-replicated topics are used, not refused (see shared/kafka_admin.py), but said here.
+            body["topics"] = {
+                "replication": report.replication,
+                "min_insync_replicas": report.min_insync_replicas,
+                "warnings": report.warnings,
+            }
+        return JSONResponse(body, status_code=200 if ready else 503)

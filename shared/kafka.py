@@ -1,4 +1,5 @@
-"""Kafka helpers: topic creation and a durable producer that answers within a deadline.
+"""Kafka helpers: the partitioner and a durable producer that answers within a deadline (topics:
+shared/kafka_admin.py).
 
 `DurableProducer.send_all` returns only when Kafka acknowledged every message (acks=all, idempotent
 producer) and raises `BrokerUnavailable` when that did not happen within the deadline, so the HTTP
@@ -11,15 +12,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from shared.contracts.events import user_key
-from shared.contracts.topics import OutgoingMessage, TopicSpec
+from shared.contracts.topics import OutgoingMessage
 from shared.errors import BrokerUnavailable
 from shared.retry import Backoff
 
@@ -38,27 +38,6 @@ def partition_of_user(user_id: str, partitions: int) -> int:
     """`partition_of` an event's key, cached by the user id itself: aiokafka's murmur2 is pure Python,
     the same users come back again and again, and a hit encodes no key (docs/performance.md)."""
     return partition_of(user_key(user_id), partitions)
-
-
-async def ensure_topics(
-    bootstrap_servers: str, topics: Mapping[str, TopicSpec], timeout: float = 30.0
-) -> None:
-    """Create missing topics (replication 1 is right for a single broker; raise it in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config))
-            for name, spec in topics.items()
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-            log.info("created topics %s", [t.name for t in missing])
-    finally:
-        await admin.close()
 
 
 class DurableProducer:

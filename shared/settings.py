@@ -35,6 +35,13 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
     topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     topic_partitions: int = Field(4, alias="ANALYTICS_TOPIC_PARTITIONS", ge=1, le=256)
+    topic_replication: int | None = Field(
+        None,
+        alias="ANALYTICS_TOPIC_REPLICATION",
+        ge=1,
+        le=16,
+        description="Replicas of each topic; unset: min(3, brokers in the cluster metadata)",
+    )
     ingest_keys_raw: str = Field("", alias="ANALYTICS_INGEST_KEYS")
     read_keys_raw: str = Field("", alias="ANALYTICS_READ_KEYS")
     admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
