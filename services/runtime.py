@@ -94,9 +94,13 @@ class Runtime:
         resources = self.resources
         if any(c.uses_clickhouse for c in self.components.values()):
             if self.settings.embedded_clickhouse:
+                if self.settings.clickhouse_cluster:
+                    raise SystemExit("CLICKHOUSE_CLUSTER needs ClickHouse servers; embedded chDB is one node")
                 self.lock_embedded_clickhouse()
             resources.clickhouse = ClickHouse(
-                self.settings.resolved_clickhouse_url, self.settings.resolved_database
+                self.settings.resolved_clickhouse_url,
+                self.settings.resolved_database,
+                cluster=self.settings.clickhouse_cluster or None,
             )
             await asyncio.to_thread(resources.clickhouse.create_schema)
         if any(c.uses_producer for c in self.components.values()):

@@ -20,6 +20,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from shared.clickhouse_cluster import cluster_statements
 from shared.contracts.storage import schema_statements
 from shared.errors import QueryFailed, QueryTimeout, StorageUnavailable
 
@@ -34,9 +35,18 @@ SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 class ClickHouse:
     """Thread-pooled ClickHouse client; one driver client per worker thread."""
 
-    def __init__(self, url: str, database: str, *, workers: int = 4, query_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        workers: int = 4,
+        query_timeout: float = 30.0,
+        cluster: str | None = None,
+    ) -> None:
         self.url = url
         self.database = database
+        self.cluster = cluster  # None: one server; a name: the cluster form (shared/clickhouse_cluster.py)
         self.query_timeout = query_timeout
         self._local = threading.local()
         self._clients: list[Client] = []
@@ -65,9 +75,11 @@ class ClickHouse:
     def create_schema(self) -> None:
         """Create the database and tables (idempotent, safe from several replicas at once)."""
         bootstrap = self._connect(None)
+        statements = [f"CREATE DATABASE IF NOT EXISTS {self.database}", *schema_statements(self.database)]
+        if self.cluster:
+            statements = cluster_statements(statements[1:], self.database, self.cluster)
         try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            for statement in schema_statements(self.database):
+            for statement in statements:
                 bootstrap.command(statement)
         finally:
             bootstrap.close()

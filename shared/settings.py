@@ -32,6 +32,11 @@ class CommonSettings(BaseSettings):
         "", alias="CLICKHOUSE_URL", description="chdb:///path or http(s)://u:p@host:8123/db"
     )
     clickhouse_database: str = Field("analytics", alias="CLICKHOUSE_DATABASE")
+    clickhouse_cluster: str = Field(
+        "",
+        alias="CLICKHOUSE_CLUSTER",
+        description="A ClickHouse server cluster's name: create the cluster form of the schema",
+    )
     data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
     topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     topic_partitions: int = Field(4, alias="ANALYTICS_TOPIC_PARTITIONS", ge=1, le=256)
@@ -75,6 +80,13 @@ class CommonSettings(BaseSettings):
     def database_is_identifier(cls, value: str) -> str:
         if not IDENTIFIER.match(value):
             raise ValueError("CLICKHOUSE_DATABASE must be a plain identifier")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def cluster_is_identifier(cls, value: str) -> str:
+        if value and not IDENTIFIER.match(value):
+            raise ValueError("CLICKHOUSE_CLUSTER must be a plain identifier")
         return value
 
     @property
