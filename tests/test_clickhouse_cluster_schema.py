@@ -94,3 +94,15 @@ def test_every_table_the_services_query_exists(form) -> None:  # noqa: ANN001 - 
     assert {"analytics_events", "metrics_snapshots", "user_active_days"} <= used, used  # the grep works
     missing = used - created(form())
     assert not missing, f"queried but not created: {missing}"
+
+
+def test_a_statement_without_a_cluster_form_is_refused() -> None:
+    """A new kind of statement or a new table in schema.sql must be taught to the renderer, not
+    passed through in its single-node form."""
+    with pytest.raises(ValueError, match="no cluster form"):
+        cluster_statements(["DROP TABLE analytics.analytics_events"], DATABASE, CLUSTER)
+    new_table = (
+        "CREATE TABLE IF NOT EXISTS analytics.persons\n(id UInt64)\nENGINE = ReplacingMergeTree\nORDER BY id"
+    )
+    with pytest.raises(ValueError, match="persons has no cluster layout"):
+        cluster_statements([new_table], DATABASE, CLUSTER)
