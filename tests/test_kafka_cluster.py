@@ -197,6 +197,8 @@ def test_two_of_three_brokers_stopped_refuses_then_resumes(pipeline: Pipeline) -
     down_at = time.monotonic()
     time.sleep(10)
     refused = load.statuses(since=down_at)
+    log = pipeline.ingest.log_path.read_text(errors="replace")
+    refusals = {kind: log.count(kind) for kind in ("NotEnoughReplicas", "TimeoutError", "NotLeader")}
     back_at = time.monotonic()
     pipeline.cluster.broker(first).start()
     resumed = None
@@ -212,6 +214,7 @@ def test_two_of_three_brokers_stopped_refuses_then_resumes(pipeline: Pipeline) -
     copies = check_everything_kept(pipeline, load)
     print(
         f"\ntwo brokers down: answers to requests sent while only one ran {dict(refused)}; "
+        f"the producer's errors in ingest's log so far: {refusals}; "
         f"first 202 {resumed:.1f}s after broker {first} was started again (its start included); "
         f"{len(load.acknowledged)} acknowledged, all stored once ({copies} replayed copies before merge)"
     )
