@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args(argv)
-    started, clock = datetime.now(UTC), time.monotonic()
+    started, clock, load_before = datetime.now(UTC), time.monotonic(), os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     single = KafkaBroker(workdir / "kafka-1", port=free_port(), controller_port=free_port())
     cluster = KafkaCluster(workdir / "kafka-3", nodes=3)
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         single.stop()
         cluster.kill()
     figures = figures_from(results)
+    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end"
+    figures[0].note = f"load average (1 min, other work included): {load}, {os.cpu_count()} CPUs"
     path = write(figures, started, time.monotonic() - clock, args)
     print(f"wrote {path}")
     return 0
