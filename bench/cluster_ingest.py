@@ -151,6 +151,8 @@ def write(figures: list[Figure], started: datetime, wall: float, args: argparse.
             f"| {f.name} | {fmt(f.median)} | {f.unit} | {', '.join(fmt(r) for r in f.runs)} |"
             for f in figures
         ),
+        "",
+        *(f"- {f.name}: {f.note}" for f in figures if f.note),
     ]
     path = RESULTS / "cluster-ingest.md"
     path.write_text("\n".join(lines) + "\n")
