@@ -26,7 +26,7 @@ from bench.report import RESULTS, Figure, fmt, machine
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.kafka.cluster import KafkaCluster
 from deploy.processes import ServiceProcess, stop_all
-from shared.constants import events_topic
+from shared.contracts.topics import Topics
 
 INGEST_KEY = "bench-ingest-key-0123456789"
 KEYS = {name: INGEST_KEY for name in ("ANALYTICS_INGEST_KEYS", "ANALYTICS_READ_KEYS", "ANALYTICS_ADMIN_KEYS")}
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.runs):
             order = list(shapes) if round_ % 2 == 0 else list(reversed(shapes))
             for name in order:
-                topic = events_topic(processes[name].env["ANALYTICS_TOPIC_PREFIX"])
+                topic = Topics(processes[name].env["ANALYTICS_TOPIC_PREFIX"]).events
                 ingest, raw = measure(
                     processes[name].url, shapes[name].bootstrap_servers, topic, args.seconds, messages
                 )

@@ -1,8 +1,8 @@
-"""The cluster form of deploy/clickhouse/schema.sql, rendered from the same statements.
+"""The cluster form of shared/contracts/schema.sql, rendered from the same statements.
 
 `CLICKHOUSE_CLUSTER=<name>` makes `ClickHouse.create_schema` run these instead of the single-node
 statements. NOT RUN HERE: this machine has no ClickHouse server, so the cluster form is only checked
-by ClickHouse's own parser (tests/test_clickhouse_cluster_schema.py); see docs/scaling.md.
+by ClickHouse's own parser (tests/shared/test_clickhouse_cluster_schema.py); see docs/scaling.md.
 
 Every table keeps the name the services query, so no query changes:
 * `analytics_events` (SHARDED): each shard holds `analytics_events_local`, a Replicated* copy of the

@@ -2,7 +2,7 @@
 controller, the controllers form an N-voter quorum, and the internal topics (consumer offsets,
 transaction state) are replicated min(3, N) times with min.insync.replicas one less.
 
-Used by `make run-cluster` and by tests/test_kafka_cluster.py. Each node is a `KafkaBroker` of
+Used by `make run-cluster` and by tests/system/test_kafka_cluster.py. Each node is a `KafkaBroker` of
 deploy/kafka/broker.py with its own ports and data directory under `data_dir/node-<id>`.
 """
 

@@ -1,4 +1,4 @@
-"""The ClickHouse cluster schema ON PAPER: rendered from deploy/clickhouse/schema.sql and checked by
+"""The ClickHouse cluster schema ON PAPER: rendered from shared/contracts/schema.sql and checked by
 ClickHouse's own parser (chDB's formatQuery). This machine has no ClickHouse server, so no statement
 here is executed against a cluster: nothing below tests more than parsing and naming."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.clickhouse import ClickHouse, schema_statements
+from shared.clickhouse import ClickHouse
 from shared.clickhouse_cluster import EVENTS_SHARDING_KEY, EVERY_NODE, PER_NODE, SHARDED, cluster_statements
+from shared.contracts.storage import schema_statements
 from tests.support import REPO
 
 DATABASE, CLUSTER = "analytics", "analytics_cluster"

@@ -7,6 +7,7 @@ Figures (election gap, 503 count, catch-up time) are printed: run with `-s` to s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ import pytest
 
 from deploy.kafka.cluster import KafkaCluster
 from deploy.processes import ServiceProcess
-from shared.constants import dead_letter_topic, events_topic, live_topic, loader_group
-from tests.cluster_support import (
+from shared.contracts.topics import Topics
+from tests.pipeline import stats
+from tests.support import Environment, wait_until
+from tests.system.cluster_support import (
     ClusterLoad,
     describe_topics,
     leader_counts,
@@ -25,8 +28,6 @@ from tests.cluster_support import (
     wait_committed_to_end,
     wait_in_sync,
 )
-from tests.pipeline_helpers import stats
-from tests.support import Environment
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -44,7 +45,7 @@ class Pipeline:
 
     @property
     def events_topic(self) -> str:
-        return events_topic(self.environment.prefix)
+        return Topics(self.environment.prefix).events
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +86,25 @@ def wait_loaded(url: str, event: str, expected: int, timeout: float = 120.0) -> 
     """Seconds until ClickHouse holds `expected` events named `event`."""
     started = time.monotonic()
     seen = -1
-    while time.monotonic() - started < timeout:
+
+    def loaded() -> bool:
+        nonlocal seen
         try:
             seen = event_count(url, event)
         except httpx.HTTPError:
             seen = -1
-        if seen >= expected:
-            return time.monotonic() - started
-        time.sleep(0.3)
-    raise AssertionError(f"{seen} of {expected} {event} events loaded after {timeout}s")
+        return seen >= expected
+
+    state = lambda: f"{seen} of {expected} {event} events loaded"  # noqa: E731
+    asyncio.run(wait_until(loaded, timeout, interval=0.3, state=state))
+    return time.monotonic() - started
 
 
 def check_everything_kept(pipeline: Pipeline, load: ClusterLoad) -> int:
     """The acknowledged ids are exactly the stored ones, every offset is committed; returns the copies
     a replay left before a merge (stored rows minus distinct ids)."""
     wait_loaded(pipeline.processor.url, load.event, len(load.acknowledged))
-    group = loader_group(pipeline.environment.prefix)
+    group = Topics(pipeline.environment.prefix).loader_group
     wait_committed_to_end(pipeline.bootstrap, group, pipeline.events_topic)
     pipeline.processor.terminate()
     try:
@@ -116,8 +120,7 @@ def check_everything_kept(pipeline: Pipeline, load: ClusterLoad) -> int:
 
 
 def test_topics_are_replicated_three_times_and_shortfalls_reported(pipeline: Pipeline) -> None:
-    ours = [events_topic, dead_letter_topic, live_topic]
-    names = [name(pipeline.environment.prefix) for name in ours]
+    names = list(Topics(pipeline.environment.prefix).specs(4))
     described = {t["topic"]: t for t in describe_topics(pipeline.bootstrap)}
     for name in [*names, "__consumer_offsets"]:
         assert {len(p["replicas"]) for p in described[name]["partitions"]} == {3}, name
@@ -126,13 +129,13 @@ def test_topics_are_replicated_three_times_and_shortfalls_reported(pipeline: Pip
 
     # Topics another deployment created with replication 1 are used, but reported at start-up.
     weak = Environment(kafka=pipeline.bootstrap, clickhouse_url=None, workdir=pipeline.environment.workdir)
-    create_unreplicated(pipeline.bootstrap, events_topic(weak.prefix))
+    create_unreplicated(pipeline.bootstrap, Topics(weak.prefix).events)
     ingest = weak.service("ingest")
     try:
         ingest.start()
         warnings = httpx.get(f"{ingest.url}/readyz", timeout=10).json()["topics"]["warnings"]
         assert len(warnings) == 2, warnings  # replication 1 < 3, min.insync.replicas 1 < 2
-        assert f"topic {events_topic(weak.prefix)} has replication 1, below the wanted 3" in warnings[0]
+        assert f"topic {Topics(weak.prefix).events} has replication 1, below the wanted 3" in warnings[0]
         assert "below the wanted 3" in ingest.tail(200)
     finally:
         ingest.kill()

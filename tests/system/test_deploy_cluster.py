@@ -13,7 +13,7 @@ from typing import Any
 
 from services.runtime import parse_targets
 from tests.support import REPO
-from tests.test_deploy import compose, known_variables
+from tests.system.test_deploy import compose, known_variables
 
 CLUSTER_CONFIG = REPO / "deploy" / "clickhouse" / "cluster" / "config.d" / "cluster.xml"
 GATEWAY = REPO / "deploy" / "gateway" / "nginx.conf"

@@ -19,8 +19,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.pipeline_helpers import DAY
-from tests.support import INGEST_KEY, REPO, Environment, auth
+from tests.pipeline import DAY
+from tests.support import INGEST_KEY, REPO, Environment, auth, wait_until
 
 BATCH = 50
 
@@ -143,10 +143,10 @@ def leader_counts(bootstrap: str, topic: str) -> Counter[int]:
     return Counter(p["leader"] for p in described["partitions"])
 
 
-def out_of_sync(bootstrap: str, node_id: int) -> list[str]:
+async def out_of_sync(bootstrap: str, node_id: int) -> list[str]:
     """Partitions (every topic) that `node_id` replicates but is not in sync for."""
     missing = []
-    for topic in describe_topics(bootstrap):
+    for topic in await _describe(bootstrap):
         for p in topic["partitions"]:
             if node_id in p["replicas"] and node_id not in p["isr"]:
                 missing.append(f"{topic['topic']}-{p['partition']}")
@@ -157,15 +157,18 @@ def wait_in_sync(bootstrap: str, node_id: int, timeout: float = 90.0) -> float:
     """Seconds until `node_id` is in sync for every partition it replicates."""
     started = time.monotonic()
     missing: list[str] = []
-    while time.monotonic() - started < timeout:
+
+    async def in_sync() -> bool:
+        nonlocal missing
         try:
-            missing = out_of_sync(bootstrap, node_id)
+            missing = await out_of_sync(bootstrap, node_id)
         except Exception as exc:  # noqa: BLE001 - metadata may not answer yet
             missing = [repr(exc)]
-        if not missing:
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"node {node_id} not in sync after {timeout}s: {missing[:10]}")
+        return not missing
+
+    state = lambda: f"node {node_id} out of sync for {missing[:10]}"  # noqa: E731
+    asyncio.run(wait_until(in_sync, timeout, interval=0.5, state=state))
+    return time.monotonic() - started
 
 
 async def _lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -185,19 +188,19 @@ async def _lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         await admin.close()
 
 
-def wait_committed_to_end(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> dict[int, int]:
-    """Wait until the group's committed offset is the end of every partition; the last lag seen."""
-    deadline = time.monotonic() + timeout
+def wait_committed_to_end(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> None:
+    """Wait until the group's committed offset is the end of every partition."""
     lag: dict[int, int] | str = {}
-    while time.monotonic() < deadline:
+
+    async def at_end() -> bool:
+        nonlocal lag
         try:
-            lag = asyncio.run(_lag(bootstrap, group, topic))
+            lag = await _lag(bootstrap, group, topic)
         except Exception as exc:  # noqa: BLE001 - coordinator may be moving
             lag = repr(exc)
-        if isinstance(lag, dict) and lag and not any(lag.values()):
-            return lag
-        time.sleep(1.0)
-    raise AssertionError(f"committed offsets not at the end after {timeout}s: lag {lag}")
+        return isinstance(lag, dict) and bool(lag) and not any(lag.values())
+
+    asyncio.run(wait_until(at_end, timeout, interval=1.0, state=lambda: f"committed offsets lag {lag}"))
 
 
 def stored_event_ids(environment: Environment, event: str) -> tuple[list[str], int]:
