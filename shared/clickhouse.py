@@ -20,7 +20,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from shared.clickhouse_cluster import cluster_statements
+from shared.clickhouse_cluster import ClusterForm, cluster_statements
 from shared.contracts.storage import schema_statements
 from shared.errors import QueryFailed, QueryTimeout, StorageUnavailable
 
@@ -47,6 +47,7 @@ class ClickHouse:
         self.url = url
         self.database = database
         self.cluster = cluster  # None: one server; a name: the cluster form (shared/clickhouse_cluster.py)
+        self.form = ClusterForm(database, cluster) if cluster else None
         self.query_timeout = query_timeout
         self._local = threading.local()
         self._clients: list[Client] = []
@@ -93,22 +94,38 @@ class ClickHouse:
         timeout: float | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a SELECT and return its rows."""
+        if self.form is not None:
+            sql = self.form.expressions(sql)
         full_sql = with_settings(
             sql, {"max_execution_time": timeout or self.query_timeout, **(settings or {})}
         )
         return await self._run(self._query_rows, full_sql, dict(parameters or {}))
 
     async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Run a statement that returns no rows (DDL, INSERT ... SELECT, ALTER)."""
+        """Run a statement that returns no rows (DDL, INSERT ... SELECT, ALTER); on a cluster, its
+        cluster form (shared/clickhouse_cluster.py refuses what it has none for)."""
+        settings: dict[str, Any] = {}
+        if self.form is not None:
+            rendered = self.form.statement(sql)
+            if rendered is None:
+                return None
+            sql, settings = rendered
         return await self._run(
-            lambda s, p: self._client().command(s, parameters=p), sql, dict(parameters or {})
+            lambda s, p: self._client().command(s, parameters=p, settings=settings or None),
+            sql,
+            dict(parameters or {}),
         )
 
     async def insert_json_rows(
         self, table: str, block: bytes, settings: Mapping[str, Any] | None = None
     ) -> None:
         """Insert newline-delimited JSON rows (JSONEachRow) in one block."""
-        await self._run(self._insert_block, table, block, dict(settings or {}))
+        target: str | None = table
+        if self.form is not None:
+            target = self.form.insert_target(table)
+            if target is None:
+                return  # a table the cluster replaces by a dictionary over what was written elsewhere
+        await self._run(self._insert_block, target, block, dict(settings or {}))
 
     async def ping(self) -> bool:
         try:
