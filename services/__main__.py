@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from services.runtime import TARGETS, Runtime, build_app, parse_targets
+from shared.logs import configure_logging
 from shared.settings import CommonSettings, ServerSettings
 
 KEY_VARIABLES = ("ANALYTICS_INGEST_KEYS", "ANALYTICS_READ_KEYS", "ANALYTICS_ADMIN_KEYS")
@@ -62,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print("No access keys configured; using the generated ones kept in", settings.data_dir / "keys.env")
         for name, value in keys.items():
             print(f"  {name}={value}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, ",".join(targets), settings.secrets)
     runtime = Runtime(settings, targets)
     app = build_app(runtime)
     print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
@@ -74,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers write through ours (shared/logs.py): one format
         access_log=False,  # keys travel in headers; we log nothing per request
         proxy_headers=False,
         timeout_graceful_shutdown=10,

@@ -27,6 +27,8 @@ from shared.clickhouse import ClickHouse
 from shared.component import Component, Resources
 from shared.http import install_error_handlers
 from shared.kafka import DurableProducer
+from shared.logs import RequestIds
+from shared.metrics import metrics_router
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 
@@ -184,7 +186,10 @@ def build_app(runtime: Runtime) -> FastAPI:
     for component in runtime.components.values():
         for middleware in component.middleware():
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    if runtime.settings.log_format == "json":
+        app.add_middleware(RequestIds)  # outermost: every line a request logs carries its id
     add_health_routes(app, runtime)
+    app.include_router(metrics_router(runtime.settings.metrics_token))
     for component in runtime.components.values():
         for router in component.routers():
             app.include_router(router)

@@ -23,6 +23,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 from shared.clickhouse_cluster import ClusterForm, cluster_statements
 from shared.contracts.storage import schema_statements
 from shared.errors import QueryFailed, QueryTimeout, StorageUnavailable
+from shared.metrics import counter
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ TIMEOUT_CODES = {"159", "160", "394"}  # TIMEOUT_EXCEEDED, TOO_SLOW, QUERY_WAS_C
 UNAVAILABLE_CODES = {"241", "202", "210", "209", "242"}  # memory, too many queries, network, readonly
 ERROR_CODE = re.compile(r"Code: (\d+)")
 SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+ERRORS = counter(
+    "clickhouse_errors_total",
+    "ClickHouse calls that failed, by kind: timeout, unavailable, rejected (a query it refused), failed",
+    ["kind"],
+)
 
 
 class ClickHouse:
@@ -179,12 +185,16 @@ def map_error(exc: ClickHouseError) -> Exception:
     match = ERROR_CODE.search(text)
     code = match.group(1) if match else ""
     if code in TIMEOUT_CODES:
+        ERRORS.labels("timeout").inc()
         return QueryTimeout("the query took too long and was cancelled; narrow the date range or retry")
     if isinstance(exc, OperationalError) or code in UNAVAILABLE_CODES:
+        ERRORS.labels("unavailable").inc()
         log.warning("clickhouse unavailable: %s", text)
         return StorageUnavailable("the analytics store is unavailable; retry shortly")
     if isinstance(exc, DatabaseError):
+        ERRORS.labels("rejected").inc()
         log.error("clickhouse rejected a query: %s", text)
         return QueryFailed("the analytics store could not answer this query")
+    ERRORS.labels("failed").inc()
     log.error("clickhouse error: %s", text)
     return StorageUnavailable("the analytics store failed; retry shortly")

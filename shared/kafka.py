@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -21,11 +22,19 @@ from aiokafka.partitioner import murmur2
 from shared.contracts.events import user_key
 from shared.contracts.topics import OutgoingMessage
 from shared.errors import BrokerUnavailable
+from shared.metrics import counter, histogram
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 LINGER_MS = 5
+ACK_SECONDS = histogram(
+    "kafka_ack_seconds",
+    "From handing a request's messages to the producer to Kafka's acknowledgement of all of them",
+)
+ACK_MISSED = counter(
+    "kafka_ack_missed_total", "Sends Kafka did not acknowledge by the deadline (or refused): each a 503"
+)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -109,13 +118,16 @@ class DurableProducer:
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("the event broker is not reachable; retry later")
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.ack_timeout):
                 futures = [
                     await producer.send(m.topic, m.value, key=m.key, partition=m.partition) for m in messages
                 ]
                 await asyncio.gather(*futures)
+            ACK_SECONDS.observe(time.perf_counter() - started)
         except (TimeoutError, KafkaError) as exc:
+            ACK_MISSED.inc()
             log.warning("kafka did not acknowledge in %.1fs: %r", self.ack_timeout, exc)
             self._replace(producer)
             raise BrokerUnavailable("the event broker did not acknowledge in time; retry later") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, SecretStr, field_validator
@@ -52,6 +53,14 @@ class CommonSettings(BaseSettings):
     admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
     cors_origins_raw: str = Field("", alias="ANALYTICS_CORS_ORIGINS")
     log_level: str = Field("INFO", alias="ANALYTICS_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        "text", alias="ANALYTICS_LOG_FORMAT", description="text, or json: one JSON object per line"
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        alias="ANALYTICS_METRICS_TOKEN",
+        description="When set, GET /metrics answers only `Authorization: Bearer <token>`",
+    )
     ws_compression: bool = Field(
         False,
         alias="ANALYTICS_WS_COMPRESSION",
@@ -74,6 +83,14 @@ class CommonSettings(BaseSettings):
                     f"access keys must be at least {MIN_KEY_LENGTH} characters and not a placeholder"
                 )
         return raw
+
+    @field_validator("metrics_token")
+    @classmethod
+    def refuse_weak_token(cls, token: SecretStr) -> SecretStr:
+        value = token.get_secret_value()
+        if value and (value.lower() in PLACEHOLDER_KEYS or len(value) < MIN_KEY_LENGTH):
+            raise ValueError(f"ANALYTICS_METRICS_TOKEN: at least {MIN_KEY_LENGTH} characters, no placeholder")
+        return token
 
     @field_validator("clickhouse_database")
     @classmethod
@@ -100,6 +117,13 @@ class CommonSettings(BaseSettings):
     @property
     def admin_keys(self) -> tuple[SecretStr, ...]:
         return split_keys(self.admin_keys_raw)
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never reach a log line: the keys, the metrics token, ClickHouse's password."""
+        keys = [k.get_secret_value() for k in (*self.ingest_keys, *self.read_keys, *self.admin_keys)]
+        password = urlparse(self.clickhouse_url).password if self.clickhouse_url else None
+        return [*keys, self.metrics_token.get_secret_value(), *([password] if password else [])]
 
     @property
     def has_keys(self) -> bool:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter
+from starlette.middleware import Middleware
 
 from services.query import persons_routes, routes
+from services.query.instruments import TimeQueries
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
 
 
 @dataclass
 class QueryComponent(BaseComponent):
-    """Routes only: nothing to start or stop, no health detail (BaseComponent's defaults)."""
+    """Routes and their timing only: nothing to start or stop, no health detail."""
 
     settings: QuerySettings = field(default_factory=QuerySettings)
     name: str = "query"
@@ -21,6 +23,10 @@ class QueryComponent(BaseComponent):
 
     def routers(self) -> list[APIRouter]:
         return [routes.build_router(self.settings), persons_routes.build_router(self.settings)]
+
+    def middleware(self) -> list[Middleware]:
+        """Each answer's latency by kind and outcome (services/query/instruments.py)."""
+        return [Middleware(TimeQueries)]
 
 
 def component() -> QueryComponent:
