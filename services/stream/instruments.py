@@ -70,9 +70,13 @@ def consumer_lag(app: faust.App, topic: str) -> Metric:
 
 def resolver_figures(resolver: Resolver) -> Iterable[Metric]:
     progress = resolver.progress()
-    for name, text in (
-        ("links", "Links in this processor's link graph"),
-        ("linked_ids", "Distinct ids in this processor's link graph"),
-        ("unnumbered_ids", "Linked distinct ids with no number yet (no event of their own stored)"),
+    for name, key, text in (
+        ("analytics_persons_links", "links", "Links in this processor's link graph"),
+        ("analytics_persons_linked_ids", "linked_ids", "Distinct ids in this processor's link graph"),
+        (
+            "analytics_persons_unnumbered_ids",
+            "unnumbered_ids",
+            "Linked distinct ids with no number yet (no event of their own stored)",
+        ),
     ):
-        yield GaugeMetricFamily(f"analytics_persons_{name}", text, value=progress[name])
+        yield GaugeMetricFamily(name, text, value=progress[key])
