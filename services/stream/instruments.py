@@ -59,7 +59,11 @@ def consumer_lag(app: faust.App, topic: str) -> Metric:
         labels=["partition"],
     )
     monitor = app.monitor
-    for tp in sorted(app.consumer.assignment()):
+    try:
+        assigned = sorted(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - no consumer between a rebalance's stop and start: no samples
+        assigned = []
+    for tp in assigned:
         if tp.topic == topic:
             end = monitor.tp_end_offsets.get(tp)
             committed = monitor.tp_committed_offsets.get(tp)
