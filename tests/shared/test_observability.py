@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.ingest.instruments import api_of
+from services.ingest import component as ingest_component
+from services.ingest.instruments import CountRequests
 from services.query.instruments import kind_of
 from services.stream.instruments import dead_letter_reason
 from shared.logs import REQUEST_ID, JsonFormatter, RedactSecrets, RequestIds
@@ -28,8 +29,10 @@ def test_label_values_come_from_fixed_sets() -> None:
     assert dead_letter_reason("undecodable: not valid JSON") == "not_json"
     assert dead_letter_reason("events[3]: wrong schema: event: Field required") == "wrong_schema"
     assert dead_letter_reason("events[0]: undecodable: not valid JSON") == "not_json"
-    assert [api_of(p) for p in ("/api/v1/identify", "/v1/batch", "/api/v1/events", "/healthz")] == [
-        "identify", "segment", None, None,
+    counting = CountRequests(FastAPI(), ingest_component().apis())
+    ingest_paths = ("/api/v1/identify", "/v1/batch", "/v1/t", "/i/v0/e/", "/e", "/flags/", "/api/v1/events")
+    assert [counting.api_of(p) for p in (*ingest_paths, "/healthz", "/api/v1/analytics/stats")] == [
+        "identify", "segment", "segment", "posthog", "posthog", "posthog_config", "events", None, None,
     ]  # fmt: skip
     paths = [
         ("GET", "/api/v1/analytics/stats", "stats"),
