@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
@@ -65,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, ",".join(targets), settings.secrets)
     runtime = Runtime(settings, targets)
     app = build_app(runtime)
-    print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
+    started = f"analytics: {','.join(targets)} on http://{args.host}:{args.port}"
+    if settings.log_format == "json":  # every line of the process's output is then a JSON object
+        logging.getLogger("services").info("%s", started)
+    else:
+        print(started, flush=True)
     uvicorn.run(
         app,
         host=args.host,

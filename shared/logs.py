@@ -84,6 +84,7 @@ def configure_logging(level: str, log_format: str, service: str, secrets: Iterab
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a library's warning is a log line too, in the same format
 
 
 class RequestIds:

@@ -246,6 +246,8 @@ def test_json_logs_carry_the_request_id_and_no_secret(split: Split) -> None:
         log = process.log_path.read_text(errors="replace")
         for secret in (INGEST_KEY, READ_KEY, ADMIN_KEY, TOKEN):
             assert secret not in log, (process.targets, secret)
+        not_json = [line for line in log.splitlines() if line.strip() and not line.startswith("{")]
+        assert not not_json, (process.targets, not_json[:5])  # every line of the output is one object
 
 
 def test_request_ids_appear_only_with_json_logs(
