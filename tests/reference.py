@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
+import re2
 
 from services.stream.persons import load_in_bulk
 from shared.clickhouse import ClickHouse
@@ -48,6 +51,7 @@ class Event:
     received_at: datetime | None = None
     linked_ids: list[str] = field(default_factory=list)
     source: str = "api"
+    person: dict[str, Any] = field(default_factory=dict)  # the person's properties (by_person)
 
     @property
     def ms(self) -> int:
@@ -174,13 +178,55 @@ def person_keys(events: Iterable[Event]) -> dict[str, str]:
 
 
 def by_person(events: Iterable[Event]) -> list[Event]:
-    """The deduplicated events, each under its person's key instead of its distinct id."""
+    """The deduplicated events, each under its person's key instead of its distinct id, with its
+    person's properties."""
     events = list(events)
     keys = person_keys(events)
-    return [dataclasses.replace(e, user_id=keys[e.user_id]) for e in deduplicated(events)]
+    unique = deduplicated(events)
+    properties = persons_properties(unique, keys)
+    return [
+        dataclasses.replace(e, user_id=keys[e.user_id], person=properties.get(keys[e.user_id], {}))
+        for e in unique
+    ]
 
 
-# --- property filters -------------------------------------------------------------------------------
+IDENTIFY_SOURCES = ("api", "segment")
+
+
+def persons_properties(unique: list[Event], keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each person's properties (README, Persons: person properties): per property, the latest `$set`
+    by (timestamp, event_id) over all the person's ids, else the earliest `$set_once`; an identify's
+    plain properties are `$set`."""
+    latest: dict[tuple[str, str], tuple[tuple[int, str], Any]] = {}
+    earliest: dict[tuple[str, str], tuple[tuple[int, str], Any]] = {}
+    for e in unique:
+        person, order = keys[e.user_id], (e.ms, str(e.event_id))
+        sets = []
+        if e.event == "$identify" and e.source in IDENTIFY_SOURCES:
+            sets.append({k: v for k, v in e.properties.items() if not k.startswith("$")})
+        if isinstance(e.properties.get("$set"), dict):
+            sets.append(e.properties["$set"])
+        for values in sets:
+            for name, value in values.items():
+                if (person, name) not in latest or order > latest[(person, name)][0]:
+                    latest[(person, name)] = (order, value)
+        once = e.properties.get("$set_once")
+        if isinstance(once, dict):
+            for name, value in once.items():
+                if (person, name) not in earliest or order < earliest[(person, name)][0]:
+                    earliest[(person, name)] = (order, value)
+    merged: dict[str, dict[str, Any]] = {}
+    for (person, name), (_, value) in [*earliest.items(), *latest.items()]:
+        merged.setdefault(person, {})[name] = value
+    return merged
+
+
+# --- property values (README, Definitions: "Property values") ----------------------------------------
+
+ISO_DATE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
 
 
 def kind(value: Any) -> str:
@@ -193,6 +239,45 @@ def kind(value: Any) -> str:
     return "string" if isinstance(value, str) else "other"
 
 
+def person_properties(e: Event) -> dict[str, Any]:
+    """The properties of the event's person (events from `by_person` carry them)."""
+    return e.person
+
+
+def source_of(flt: dict[str, Any]) -> tuple[str, str]:
+    """(source, property): `person.x` without a source names the person's property x."""
+    name, source = flt["property"], flt.get("source")
+    if source is None and name.startswith("person.") and len(name) > len("person."):
+        return "person", name[len("person.") :]
+    return source or "event", name
+
+
+def lookup(e: Event, flt: dict[str, Any]) -> tuple[bool, Any]:
+    """(present, value) of the filter's or breakdown's property on the event (or its person)."""
+    source, name = source_of(flt)
+    properties = e.properties if source == "event" else person_properties(e)
+    return name in properties, properties.get(name)
+
+
+def iso_ms(text: Any) -> int | None:
+    """Milliseconds since 1970 of an ISO 8601 date or date-time string as the README defines it."""
+    found = ISO_DATE.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = found.groups()
+    offset = 0
+    if zone and zone != "Z":
+        if int(zone[1:3]) > 23 or int(zone[4:6]) > 59:
+            return None
+        offset = (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 60 + int(zone[4:6]))
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    base = (moment - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+    return base + int(((fraction or "") + "000")[:3]) - offset * 60000
+
+
 def same(prop: Any, value: Any) -> bool:
     """Equal within one JSON kind; numbers compare as floats."""
     if kind(prop) != kind(value) or kind(value) not in ("bool", "number", "string"):
@@ -200,24 +285,68 @@ def same(prop: Any, value: Any) -> bool:
     return float(prop) == float(value) if kind(value) == "number" else prop == value
 
 
-def passes(properties: dict[str, Any], flt: dict[str, Any]) -> bool:
+def regex_found(pattern: str, text: str) -> bool:
+    options = re2.Options()
+    options.dot_nl = True
+    options.log_errors = False
+    return re2.compile(pattern, options).search(text) is not None
+
+
+NEGATIVE = {"neq": "eq", "not_contains": "contains", "not_regex": "regex", "is_not_set": "is_set"}
+
+
+def passes(e: Event, flt: dict[str, Any]) -> bool:
     op, value = flt["op"], flt.get("value")
-    present = flt["property"] in properties
-    prop = properties.get(flt["property"])
+    if op in NEGATIVE:
+        return not passes(e, {**flt, "op": NEGATIVE[op]})
+    present, prop = lookup(e, flt)
     if op == "is_set":
         return present and prop is not None
     if op == "eq":
         return present and same(prop, value)
-    if op == "neq":
-        return not (present and same(prop, value))
     if op == "in":
         return present and any(same(prop, v) for v in value)
     if op == "contains":
         return kind(prop) == "string" and value in prop
+    if op == "regex":
+        return kind(prop) == "string" and regex_found(value, prop)
+    if op in ("date_before", "date_after"):
+        moment = iso_ms(prop) if kind(prop) == "string" else None
+        limit = iso_ms(value)
+        return moment is not None and (moment < limit if op == "date_before" else moment > limit)
+    if op == "between" and isinstance(value[0], str):
+        moment = iso_ms(prop) if kind(prop) == "string" else None
+        return moment is not None and iso_ms(value[0]) <= moment <= iso_ms(value[1])
     if kind(prop) != "number":
         return False
+    if op == "between":
+        return float(value[0]) <= float(prop) <= float(value[1])
     compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[op]
     return compare(float(prop), float(value))
+
+
+def bucket_of(value: Any) -> tuple[int, Any]:
+    """A breakdown bucket: (kind order, value), numbers < strings < booleans < no value."""
+    if kind(value) == "number":
+        return (0, float(value) + 0.0)
+    if kind(value) == "string":
+        return (1, value)
+    if kind(value) == "bool":
+        return (2, value)
+    return (3, 0)
+
+
+def bucket_label(bucket: tuple[int, Any]) -> Any:
+    """A bucket's value as typed JSON."""
+    order, value = bucket
+    if order == 0:
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    return None if order == 3 else value
+
+
+def breakdown_bucket(e: Event, breakdown: Any) -> tuple[int, Any]:
+    spec = {"property": breakdown} if isinstance(breakdown, str) else breakdown
+    return bucket_of(lookup(e, spec)[1])
 
 
 def step_list(request: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -226,7 +355,12 @@ def step_list(request: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]
 
 
 def matches(e: Event, step: tuple[str, list[dict[str, Any]]]) -> bool:
-    return e.event == step[0] and all(passes(e.properties, f) for f in step[1])
+    return e.event == step[0] and all(passes(e, f) for f in step[1])
+
+
+def arrival(e: Event) -> tuple[int, int, str]:
+    """The order of events (README, Definitions: "Order and ties"): time, then who was received first."""
+    return (e.ms, (received(e) - EPOCH) // timedelta(milliseconds=1), str(e.event_id))
 
 
 # --- funnels ----------------------------------------------------------------------------------------
@@ -257,22 +391,33 @@ def ordered_level(events: list[Event], steps: list[Any], window: int, strict: bo
 
 
 def unordered_level(events: list[Event], steps: list[Any], window: int) -> int:
-    """The most leading steps that all have a matching event inside one window [s, s + window]."""
+    """The most leading steps that each have their own matching event (one event, one step) inside
+    one window [s, s + window]."""
     best = 0
     for s in {e.ms for e in events}:
         inside = [e for e in events if s <= e.ms <= s + window]
         level = 0
-        while level < len(steps) and any(matches(e, steps[level]) for e in inside):
+        while level < len(steps) and assignable(inside, steps[: level + 1]):
             level += 1
         best = max(best, level)
     return best
 
 
-def breakdown_key(properties: dict[str, Any], name: str) -> tuple[bool, str]:
-    value = properties.get(name)
-    if value is None:
-        return (True, "")
-    return (False, value if isinstance(value, str) else orjson.dumps(value).decode())
+def assignable(events: list[Event], steps: list[Any]) -> bool:
+    """Whether every step can get a different event matching it (a bipartite matching, by augmenting
+    paths)."""
+    owner: dict[int, int] = {}  # event index -> step index
+
+    def place(step: int, seen: set[int]) -> bool:
+        for i, e in enumerate(events):
+            if i not in seen and matches(e, steps[step]):
+                seen.add(i)
+                if i not in owner or place(owner[i], seen):
+                    owner[i] = step
+                    return True
+        return False
+
+    return all(place(step, set()) for step in range(len(steps)))
 
 
 def percent(part: int, whole: int) -> float:
@@ -298,14 +443,14 @@ def funnel_of(names: list[str], levels: list[int]) -> dict[str, Any]:
 
 def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     """The funnel response for `request` (the API's JSON body) over `events`."""
-    start = datetime.combine(date.fromisoformat(request["start_date"]), datetime.min.time(), tzinfo=UTC)
-    end = datetime.combine(date.fromisoformat(request["end_date"]), datetime.min.time(), tzinfo=UTC)
-    in_range = [e for e in by_person(events) if start <= e.timestamp < end + timedelta(days=1)]
+    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
+    zone = request.get("timezone", "UTC")
+    in_range = [e for e in by_person(events) if first <= local_time(e, zone).date() <= last]
     steps = step_list(request)
     window = request.get("window_seconds", 14 * 86400) * 1000
     mode = request.get("mode", "ordered")
     levels: dict[str, int] = {}
-    keys: dict[str, tuple[bool, str]] = {}
+    keys: dict[str, tuple[int, Any]] = {}
     for user in sorted({e.user_id for e in in_range}):
         mine = [e for e in in_range if e.user_id == user]
         if mode == "unordered":
@@ -314,8 +459,7 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
             levels[user] = ordered_level(mine, steps, window, strict=mode == "strict")
         firsts = [e for e in mine if matches(e, steps[0])]
         if firsts and request.get("breakdown"):
-            earliest = [e for e in firsts if e.ms == min(f.ms for f in firsts)]
-            keys[user] = min(breakdown_key(e.properties, request["breakdown"]) for e in earliest)
+            keys[user] = breakdown_bucket(min(firsts, key=arrival), request["breakdown"])
     names = [name for name, _ in steps]
     response = {**funnel_of(names, list(levels.values())), "breakdown": None}
     if request.get("breakdown"):
@@ -324,9 +468,9 @@ def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
 
 
 def breakdown(
-    names: list[str], levels: dict[str, int], keys: dict[str, tuple[bool, str]]
+    names: list[str], levels: dict[str, int], keys: dict[str, tuple[int, Any]]
 ) -> list[dict[str, Any]]:
-    entries: dict[tuple[bool, str], int] = {}
+    entries: dict[tuple[int, Any], int] = {}
     for key in keys.values():
         entries[key] = entries.get(key, 0) + 1
     ranked = sorted(entries, key=lambda k: (-entries[k], k))
@@ -334,7 +478,7 @@ def breakdown(
     result = []
     for key in top:
         users = [levels[u] for u, k in keys.items() if k == key]
-        result.append({**funnel_of(names, users), "value": None if key[0] else key[1], "other": False})
+        result.append({**funnel_of(names, users), "value": bucket_label(key), "other": False})
     if rest:
         users = [levels[u] for u, k in keys.items() if k in rest]
         result.append({**funnel_of(names, users), "value": "Other", "other": True})
@@ -371,15 +515,20 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     starts = [period_of(end, period_type)]
     while len(starts) < count:
         starts.insert(0, previous_period(starts[0], period_type))
-    known = [e for e in by_person(events) if e.timestamp.date() <= end]
+    zone = params.get("timezone", "UTC")
+    personal = by_person(events)
+    day = {id(e): local_time(e, zone).date() for e in personal}
+    known = [e for e in personal if day[id(e)] <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
     for user in {e.user_id for e in known}:
-        begun = [e.timestamp for e in known if e.user_id == user and start_event in (None, e.event)]
-        if begun and period_of(min(begun).date(), period_type) in members:
-            members[period_of(min(begun).date(), period_type)].add(user)
+        begun = [e for e in known if e.user_id == user and start_event in (None, e.event)]
+        if begun:
+            first = day[id(min(begun, key=lambda e: e.timestamp))]
+            if period_of(first, period_type) in members:
+                members[period_of(first, period_type)].add(user)
     returns = [e for e in known if return_event in (None, e.event)]
-    returned = {(e.user_id, period_of(e.timestamp.date(), period_type)) for e in returns}
+    returned = {(e.user_id, period_of(day[id(e)], period_type)) for e in returns}
     result = []
     for i, start in enumerate(starts):
         users = members[start]
@@ -398,8 +547,18 @@ def half_up(value: Decimal, step: Decimal = CENT) -> float:
     return float(value.quantize(step, ROUND_HALF_UP))
 
 
+def decimal_of(value: Any) -> Decimal | None:
+    """A property value as arithmetic reads it: JSON numbers below 10^32 in magnitude, integers exactly
+    and other numbers as trunc(x * 10^6) / 10^6 of the float; None for anything else."""
+    if kind(value) != "number" or abs(value) >= 1e32:
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    return Decimal(math.trunc(value * 1e6)) / 10**6
+
+
 def amount(e: Event) -> Decimal:
-    return Decimal(str(e.properties.get("amount", 0)))
+    return decimal_of(e.properties.get("amount")) or Decimal(0)
 
 
 def users_between(events: list[Event], first: date, last: date) -> set[str]:
@@ -458,3 +617,292 @@ def metrics(events: Iterable[Event], start: date, end: date) -> dict[tuple[date,
     unique = by_person(events)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     return {(day, name): float(value) for day in days for name, value in metrics_of_day(unique, day).items()}
+
+
+# --- trends (README, Definitions: "Time zones", "Trend maths") ----------------------------------------
+
+QUANTILE_LEVELS = {
+    "median": Fraction(1, 2),
+    "p90": Fraction(9, 10),
+    "p95": Fraction(19, 20),
+    "p99": Fraction(99, 100),
+}
+VALUE_MATHS = {"sum", "avg", "min", "max", *QUANTILE_LEVELS}
+LOOK_BACK = {"weekly_active": 7, "monthly_active": 30}
+COUNTS = {"total", "unique_persons", "weekly_active", "monthly_active"}
+OTHER_BUCKET = (9, 0)
+
+
+def person_of(e: Event) -> str:
+    """The event's person (events from `by_person` are under their person's key)."""
+    return e.user_id
+
+
+def local_time(e: Event, zone: str) -> datetime:
+    return e.timestamp.astimezone(ZoneInfo(zone))
+
+
+def offset_text(offset: timedelta) -> str:
+    seconds = int(offset.total_seconds())
+    sign, seconds = ("+" if seconds >= 0 else "-"), abs(seconds)
+    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}"
+    return text + (f":{seconds % 60:02d}" if seconds % 60 else "")
+
+
+def time_bucket(moment: datetime, interval: str) -> Any:
+    """The bucket of a local time: a date (day, week's Monday, month's first day) or (hour, offset)."""
+    day = moment.date()
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return (moment.replace(tzinfo=None, minute=0, second=0, microsecond=0), moment.utcoffset())
+
+
+def period_buckets(first: date, last: date, interval: str, zone: str) -> list[tuple[Any, str, list[date]]]:
+    """(bucket, label, the range's days in it) for every bucket of [first, last], in time order."""
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if interval != "hour":
+        found: dict[Any, list[date]] = {}
+        for day in days:
+            found.setdefault(time_bucket(datetime.combine(day, datetime.min.time()), interval), []).append(
+                day
+            )
+        return [(key, key.isoformat(), members) for key, members in found.items()]
+    hours: dict[Any, list[date]] = {}
+    moment = datetime.combine(first - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    while moment < datetime.combine(last + timedelta(days=3), datetime.min.time(), tzinfo=UTC):
+        here = moment.astimezone(ZoneInfo(zone))
+        if first <= here.date() <= last:
+            hours.setdefault(time_bucket(here, "hour"), [here.date()])
+        moment += timedelta(minutes=15)
+    return [((h, o), h.isoformat() + offset_text(o), d) for (h, o), d in hours.items()]
+
+
+def math_value(
+    math: str, events: list[Event], prop: Any, days: list[date], zone: str
+) -> tuple[Fraction, int]:
+    """(exact value, skipped) of one math over the events of a bucket whose range days are `days`."""
+    persons = {person_of(e) for e in events}
+    if math == "total":
+        return Fraction(len(events)), 0
+    if math == "unique_persons":
+        return Fraction(len(persons)), 0
+    if math == "per_person_avg":
+        return (Fraction(len(events), len(persons)) if persons else Fraction(0)), 0
+    if math == "dau":
+        daily = sum(len({person_of(e) for e in events if local_time(e, zone).date() == d}) for d in days)
+        return Fraction(daily, len(days)), 0
+    if math in LOOK_BACK:
+        end = max(days)
+        window = [
+            e
+            for e in events
+            if end - timedelta(days=LOOK_BACK[math] - 1) <= local_time(e, zone).date() <= end
+        ]
+        return Fraction(len({person_of(e) for e in window})), 0
+    spec = {"property": prop} if isinstance(prop, str) else prop
+    read = [lookup(e, spec) for e in events]
+    numbers = sorted(d for present, v in read if present and (d := decimal_of(v)) is not None)
+    skipped = sum(1 for present, v in read if present and v is not None and decimal_of(v) is None)
+    if not numbers:
+        return Fraction(0), skipped
+    if math == "sum":
+        return Fraction(sum(numbers, Decimal(0))), skipped
+    if math == "avg":
+        return Fraction(sum(numbers, Decimal(0))) / len(numbers), skipped
+    if math in ("min", "max"):
+        return Fraction(numbers[0] if math == "min" else numbers[-1]), skipped
+    rank = (len(numbers) - 1) * QUANTILE_LEVELS[math]
+    low = math_floor(rank)
+    high = min(low + 1, len(numbers) - 1)
+    return Fraction(numbers[low]) + (Fraction(numbers[high]) - Fraction(numbers[low])) * (rank - low), skipped
+
+
+def math_floor(value: Fraction) -> int:
+    return value.numerator // value.denominator
+
+
+def answered(math: str | None, value: Fraction | None) -> Any:
+    if value is None:
+        return None
+    return int(value) if math in COUNTS and value.denominator == 1 else float(value)
+
+
+def formula_value(formula: str, values: dict[str, Fraction]) -> Fraction | None:
+    """The formula over exact values (the test oracle may use eval; the service never does)."""
+    exact = re.sub(r"[0-9]+(?:\.[0-9]+)?", lambda m: f"Fraction('{m.group(0)}')", formula)
+    try:
+        return eval(exact, {"__builtins__": {}, "Fraction": Fraction}, dict(values))  # noqa: S307
+    except ZeroDivisionError:
+        return None
+
+
+def trends(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
+    """The trends response for `request` (the API's JSON body) over `events`."""
+    zone, interval = request.get("timezone", "UTC"), request.get("interval", "day")
+    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
+    length = (last - first).days + 1
+    periods = [(first, last)]
+    if request.get("compare") == "previous_period":
+        periods.append((first - timedelta(days=length), first - timedelta(days=1)))
+    unique = by_person(events)
+    breakdown = request.get("breakdown")
+
+    def reads(s: dict[str, Any], start: date, end: date) -> list[Event]:
+        """The series' events whose local day is in [start - look back, end]."""
+        since = start - timedelta(days=LOOK_BACK.get(s.get("math", "total"), 1) - 1)
+        return [
+            e
+            for e in unique
+            if (s["event"] == "$all" or e.event == s["event"])
+            and since <= local_time(e, zone).date() <= end
+            and all(passes(e, f) for f in s.get("filters", []) + request.get("filters", []))
+        ]
+
+    series = request["series"]
+    read = [[reads(s, a, b) for a, b in periods] for s in series]
+    bucketed = [[period_buckets(a, b, interval, zone) for a, b in periods] for _ in series]
+    value_of = (lambda e: breakdown_bucket(e, breakdown)) if breakdown else (lambda e: (3, 0))
+    order = [(3, 0)]
+    if breakdown:
+        first_math = series[0].get("math", "total")
+        range_days = [first + timedelta(days=n) for n in range(length)]
+        reach = counted(read, bucketed, series, zone)  # by series, then period
+        candidates = {value_of(e) for i in range(len(series)) for e in reach[i * len(periods)]}
+
+        def rank(value: Any) -> Fraction:
+            mine = [e for e in read[0][0] if value_of(e) == value]
+            if first_math not in LOOK_BACK:
+                mine = [e for e in mine if first <= local_time(e, zone).date()]
+            return math_value(first_math, mine, series[0].get("property"), range_days, zone)[0]
+
+        top = sorted(candidates, key=lambda v: (-rank(v), v))[:TOP_TRENDS]
+        order = list(top)
+        if any(value_of(e) not in top for events_ in reach for e in events_):
+            order.append(OTHER_BUCKET)
+
+    def members(e: Event, value: Any) -> bool:
+        return value_of(e) == value if value != OTHER_BUCKET else value_of(e) not in order
+
+    results, exact = [], {}
+    for i, s in enumerate(series):
+        math, prop = s.get("math", "total"), s.get("property")
+        for value in order:
+            per_period = []
+            for p, (start, _) in enumerate(periods):
+                mine = [e for e in read[i][p] if members(e, value)]
+                data = []
+                for key, _, days in bucketed[i][p]:
+                    inside = [
+                        e
+                        for e in mine
+                        if math in LOOK_BACK or time_bucket(local_time(e, zone), interval) == key
+                    ]
+                    data.append(math_value(math, inside, prop, days, zone)[0])
+                whole = [e for e in mine if math in LOOK_BACK or start <= local_time(e, zone).date()]
+                all_days = [start + timedelta(days=n) for n in range(length)]
+                total, skipped = math_value(math, whole, prop, all_days, zone)
+                per_period.append((data, total, skipped if math in VALUE_MATHS else None))
+            letter = "ABCDEFGHIJ"[i]
+            exact[(letter, value)] = per_period
+            results.append(trend_result(s, letter, value, breakdown is not None, bucketed[i], per_period))
+    response: dict[str, Any] = {"results": results, "formula": None}
+    if request.get("formula"):
+        response["formula"] = [
+            formula_result(request, value, bucketed[0], exact, breakdown) for value in order
+        ]
+    return response
+
+
+TOP_TRENDS = 25
+
+
+def counted(read: list[list[list[Event]]], bucketed: Any, series: list[Any], zone: str) -> list[list[Event]]:
+    """Per series and period, the events that reach a bucket (a look-back math's: those inside a
+    bucket's window)."""
+    found = []
+    for i, s in enumerate(series):
+        math = s.get("math", "total")
+        for p, events_ in enumerate(read[i]):
+            if math not in LOOK_BACK:
+                found.append(events_)
+                continue
+            ends = [max(days) for _, _, days in bucketed[i][p]]
+            span = LOOK_BACK[math]
+            found.append(
+                [
+                    e
+                    for e in events_
+                    if any(0 <= (end - local_time(e, zone).date()).days < span for end in ends)
+                ]
+            )
+    return found
+
+
+def bucket_fields(value: Any, broken_down: bool) -> dict[str, Any]:
+    if value == OTHER_BUCKET:
+        return {"breakdown_value": "Other", "other": True}
+    return {"breakdown_value": bucket_label(value) if broken_down else None, "other": False}
+
+
+def trend_result(
+    s: dict[str, Any], letter: str, value: Any, broken_down: bool, buckets: Any, per_period: Any
+) -> dict[str, Any]:
+    math = s.get("math", "total")
+    data, total, skipped = per_period[0]
+    result = {
+        "series": letter,
+        "label": s.get("label") or s["event"],
+        **bucket_fields(value, broken_down),
+        "labels": [label for _, label, _ in buckets[0]],
+        "data": [answered(math, v) for v in data],
+        "total": answered(math, total),
+        "skipped": skipped,
+        "compare": None,
+    }
+    if len(per_period) > 1:
+        data, total, skipped = per_period[1]
+        result["compare"] = {
+            "labels": [label for _, label, _ in buckets[1]],
+            "data": [answered(math, v) for v in data],
+            "total": answered(math, total),
+            "skipped": skipped,
+        }
+    return result
+
+
+def formula_result(
+    request: dict[str, Any], value: Any, buckets: Any, exact: Any, breakdown: Any
+) -> dict[str, Any]:
+    letters = "ABCDEFGHIJ"[: len(request["series"])]
+
+    def over(p: int) -> tuple[list[Any], Any]:
+        series = {letter: exact[(letter, value)][p] for letter in letters}
+        count = len(next(iter(series.values()))[0])
+        data = [
+            answered(None, formula_value(request["formula"], {k: v[0][j] for k, v in series.items()}))
+            for j in range(count)
+        ]
+        return data, answered(None, formula_value(request["formula"], {k: v[1] for k, v in series.items()}))
+
+    data, total = over(0)
+    result = {
+        "formula": request["formula"],
+        **bucket_fields(value, breakdown is not None),
+        "labels": [label for _, label, _ in buckets[0]],
+        "data": data,
+        "total": total,
+        "compare": None,
+    }
+    if len(buckets) > 1:
+        before, before_total = over(1)
+        result["compare"] = {
+            "labels": [label for _, label, _ in buckets[1]],
+            "data": before,
+            "total": before_total,
+            "skipped": None,
+        }
+    return result

@@ -1,4 +1,5 @@
-"""Query service: ClickHouse -> stats, funnel, cohort and person answers for dashboards (read key)."""
+"""Query service: ClickHouse -> stats, funnel, cohort and person answers (read key), saved insights and
+dashboards, and the dashboard's pages at `/`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter
 from starlette.middleware import Middleware
 
-from services.query import persons_routes, routes
+from services.query import persons_routes, routes, saved_routes, web
 from services.query.instruments import TimeQueries
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
@@ -22,7 +23,12 @@ class QueryComponent(BaseComponent):
     uses_clickhouse: bool = True
 
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.settings), persons_routes.build_router(self.settings)]
+        return [
+            routes.build_router(self.settings),
+            persons_routes.build_router(self.settings),
+            saved_routes.build_router(),
+            web.build_router(),
+        ]
 
     def middleware(self) -> list[Middleware]:
         """Each answer's latency by kind and outcome (services/query/instruments.py)."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.query import cohort_sql
 from services.query.cohort_sql import event_condition
 from services.query.rounding import percentage
+from services.query.timezones import LocalRange, TimeZoneName, Zone, day_number
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
@@ -46,10 +48,11 @@ class CohortRequest(BaseModel):
     )
     start_event: EventName = Field(None, description="Event that places a user in a cohort (default: any)")
     return_event: EventName = Field(None, description="Event that counts as a return (default: any)")
+    timezone: TimeZoneName = "UTC"
 
     @property
     def last_day(self) -> date:
-        return self.end_date or datetime.now(UTC).date()
+        return self.end_date or datetime.now(UTC).astimezone(ZoneInfo(self.timezone)).date()
 
     def period_starts(self) -> list[date]:
         """The first day of every shown period, oldest first."""
@@ -105,6 +108,8 @@ def label(start: date, period_type: str) -> str:
 def build(request: CohortRequest) -> tuple[str, dict[str, Any]]:
     """Rows (cohort index, users, [returning users at offset 0, 1, ...]) for non-empty cohorts: from the
     per-user summary when any event counts, else from a scan of the events."""
+    if request.timezone != "UTC":  # the summary holds UTC days
+        return build_local_scan(request)
     if request.start_event is None and request.return_event is None:
         return build_from_summary(request)
     return build_scan(request)
@@ -138,6 +143,29 @@ def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
         params["events"] = events
         event_filter = "event IN {events:Array(String)}"
     sql = cohort_sql.scan_sql(request.period_type, request.periods, is_start, is_return, event_filter)
+    return sql, params
+
+
+def build_local_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
+    """`build_scan` in the request's time zone: its days, weeks and months (timezones.py)."""
+    first = request.period_starts()[0]
+    local = LocalRange(Zone(request.timezone), first, request.last_day)
+    params: dict[str, Any] = {
+        **local.parameters(),
+        "first_day": day_number(first),
+        "last_day": day_number(request.last_day),
+        "first_month": first.year * 12 + first.month,
+    }
+    is_start = event_condition(request.start_event, "start_event", params)
+    is_return = event_condition(request.return_event, "return_event", params)
+    events = [e for e in (request.start_event, request.return_event) if e is not None]
+    event_filter = "1"
+    if len(events) == 2:
+        params["events"] = events
+        event_filter = "event IN {events:Array(String)}"
+    sql = cohort_sql.local_scan_sql(
+        request.period_type, request.periods, is_start, is_return, event_filter, local.local_day_sql()
+    )
     return sql, params
 
 

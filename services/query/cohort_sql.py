@@ -165,3 +165,34 @@ def event_condition(event: str | None, name: str, params: dict[str, Any]) -> str
         return "1"
     params[name] = event
     return f"event = {{{name}:String}}"
+
+
+# The shown period of a local day number {d} (timezones.py), counted from the first shown period.
+LOCAL_PERIOD = {
+    "daily": "({d} - {{first_day:Int32}})",
+    "weekly": "intDiv({d} - {{first_day:Int32}}, 7)",
+    "monthly": "(toYear(toDate32({d})) * 12 + toMonth(toDate32({d})) - {{first_month:Int32}})",
+}
+
+
+def local_scan_sql(
+    period_type: str, periods: int, is_start: str, is_return: str, event_filter: str, local_day: str
+) -> str:
+    """`scan_sql` in a time zone: periods of the local day (`local_day`, SQL over `timestamp`). Local
+    dates never go back as time goes on, so the first start event's day is the smallest one."""
+    index = LOCAL_PERIOD[period_type]
+    return f"""
+        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, "bitTest(active, cohort + k)")})
+        FROM (
+            SELECT {index.format(d="minIf(day, is_start)")} AS cohort,
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
+            FROM (SELECT {PERSON} AS person, {local_day} AS day, {is_start} AS is_start,
+                         {index.format(d="day")} AS period,
+                         {is_return} AND day >= {{first_day:Int32}} AS returned
+                  FROM {EVENTS_TABLE} FINAL
+                  WHERE timestamp < {{tz_to:DateTime64(3, 'UTC')}} AND day <= {{last_day:Int32}}
+                    AND {event_filter})
+            GROUP BY person
+            HAVING countIf(is_start) > 0 AND minIf(day, is_start) >= {{first_day:Int32}})
+        GROUP BY cohort
+        ORDER BY cohort"""

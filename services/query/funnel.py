@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.query import funnel_sql
-from services.query.filters import PropertyFilter, PropertyName
+from services.query.filters import Breakdown, PropertyFilter
 from services.query.rounding import percentage
+from services.query.timezones import LocalRange, TimeZoneName, Zone
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import DateRange, Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
+from shared.contracts.property_types import bucket_value
 from shared.contracts.storage import FINAL_SETTINGS
 
 DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
@@ -51,8 +53,23 @@ class FunnelRequest(BaseModel):
     end_date: Day
     window_seconds: int = Field(DEFAULT_WINDOW_SECONDS, ge=1, le=MAX_WINDOW_SECONDS)
     mode: Literal["ordered", "strict", "unordered"] = "ordered"
-    breakdown: PropertyName | None = None
+    breakdown: Breakdown | None = Field(
+        None, description='A property of the first step-1 event ("plan") or of its person ("person.plan")'
+    )
     filters: Filters = Field([], description="Applied to the events of every step")
+    timezone: TimeZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _unordered_fits(self) -> FunnelRequest:
+        if self.mode == "unordered":
+            for event in {s.event for s in self.steps}:
+                variants = {str(s.filters) for s in self.steps if s.event == event}
+                if len(variants) > funnel_sql.MAX_UNORDERED_CLASSES_PER_EVENT:
+                    raise ValueError(
+                        f"mode unordered: at most {funnel_sql.MAX_UNORDERED_CLASSES_PER_EVENT} steps with "
+                        f"different filters may name one event ({event!r} has {len(variants)})"
+                    )
+        return self
 
     @property
     def period(self) -> DateRange:
@@ -73,7 +90,10 @@ class Funnel(BaseModel):
 
 
 class BreakdownFunnel(Funnel):
-    value: str | None = Field(description="Property value on the user's first step-1 event; null when absent")
+    value: str | float | int | bool | None = Field(
+        description="The property's value on the user's first step-1 event as typed JSON; null when missing, "
+        "null, an object or an array; 'Other' for the merged bucket"
+    )
     other: bool = Field(False, description="True for the bucket that merges every value beyond the top 10")
 
 
@@ -89,10 +109,18 @@ def build(request: FunnelRequest) -> tuple[str, dict[str, Any]]:
     window_ms = request.window_seconds * 1000
     params.update(window=window_ms, window_scaled=window_ms * 32)
     steps = [(s.event, s.filters) for s in request.steps]
-    rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params)
+    in_range = funnel_sql.RANGE_FILTER
+    if request.timezone != "UTC":  # the range's days are the zone's (timezones.py)
+        local = LocalRange(Zone(request.timezone), request.start_date, request.end_date)
+        params.update(local.parameters())
+        in_range = local.in_range_sql()
+    rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params, in_range)
     breakdown = request.breakdown is not None
     if request.mode == "ordered" and len({event for event, _ in steps}) == len(steps):
         levels = funnel_sql.ordered_levels_sql(rows, len(steps), breakdown, one_step_per_row=True)
+    elif request.mode == "unordered":
+        params["hall_tests"], params["hall_levels"] = funnel_sql.hall_tests(steps)
+        levels = funnel_sql.unordered_levels_sql(rows, len(steps), breakdown)
     else:
         levels = funnel_sql.LEVELS_SQL[request.mode](rows, len(steps), breakdown)
     return funnel_sql.buckets_sql(levels), params
@@ -102,10 +130,10 @@ def parse(rows: list[tuple[Any, ...]], request: FunnelRequest) -> FunnelResponse
     """Turn per-(bucket, level) user counts into the funnel, and the breakdown when asked for."""
     names = [s.event for s in request.steps]
     per_bucket: dict[int, list[int]] = defaultdict(lambda: [0] * (len(names) + 1))
-    labels: dict[int, str | None] = {}
-    for bucket, missing, value, level, users in rows:
+    labels: dict[int, str | float | int | bool | None] = {}
+    for bucket, value, level, users in rows:
         per_bucket[int(bucket)][int(level)] += int(users)
-        labels[int(bucket)] = None if missing else str(value)
+        labels[int(bucket)] = bucket_value(*value)
     total = [sum(levels[k] for levels in per_bucket.values()) for k in range(len(names) + 1)]
     response = FunnelResponse(**funnel_of(names, total).model_dump())
     if request.breakdown is not None:

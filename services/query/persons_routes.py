@@ -23,7 +23,8 @@ RESPONSES = {
 def build_router(settings: QuerySettings) -> APIRouter:
     router = APIRouter(prefix="/api/v1/persons", tags=["persons"])
 
-    # Before the routes with a distinct id: a deletion id is a UUID, so "deletions" stays usable as an id.
+    # Before the routes with a distinct id (which may hold "/": its parameter takes the rest of the path),
+    # and the events route before the person's, so `<id>/events` is never read as an id.
     @router.get("/deletions/{deletion_id}", response_model=Deletion, responses=RESPONSES)
     async def deletion(clickhouse: ClickHouseDep, _: ReadKey, deletion_id: uuid.UUID) -> Deletion:
         """A deletion's progress: pending, then done once no answer counts the person."""
@@ -39,12 +40,7 @@ def build_router(settings: QuerySettings) -> APIRouter:
         """Persons whose distinct id or email starts with `search`."""
         return await persons.search(clickhouse, search, limit)
 
-    @router.get("/{distinct_id}", response_model=Person, responses=RESPONSES)
-    async def person(clickhouse: ClickHouseDep, _: ReadKey, distinct_id: str) -> Person:
-        """The person of a distinct id: their ids, properties, first and last seen, events."""
-        return await persons.get_person(clickhouse, distinct_id, settings.timeout_seconds)
-
-    @router.get("/{distinct_id}/events", response_model=PersonEvents, responses=RESPONSES)
+    @router.get("/{distinct_id:path}/events", response_model=PersonEvents, responses=RESPONSES)
     async def person_events(
         clickhouse: ClickHouseDep,
         _: ReadKey,
@@ -55,7 +51,12 @@ def build_router(settings: QuerySettings) -> APIRouter:
         """The person's events, newest first, a page at a time."""
         return await persons.events_of(clickhouse, distinct_id, limit, before, settings.timeout_seconds)
 
-    @router.delete("/{distinct_id}", status_code=202, response_model=Deletion, responses=RESPONSES)
+    @router.get("/{distinct_id:path}", response_model=Person, responses=RESPONSES)
+    async def person(clickhouse: ClickHouseDep, _: ReadKey, distinct_id: str) -> Person:
+        """The person of a distinct id: their ids, properties, first and last seen, events."""
+        return await persons.get_person(clickhouse, distinct_id, settings.timeout_seconds)
+
+    @router.delete("/{distinct_id:path}", status_code=202, response_model=Deletion, responses=RESPONSES)
     async def delete_person(clickhouse: ClickHouseDep, _: AdminKey, distinct_id: str) -> Deletion:
         """Delete the person and every event of every one of their ids, from storage and every summary."""
         return await persons.request_deletion(clickhouse, distinct_id)

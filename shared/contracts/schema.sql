@@ -236,3 +236,30 @@ CREATE TABLE IF NOT EXISTS {database}.metrics_snapshots
 )
 ENGINE = ReplacingMergeTree(computed_at)
 ORDER BY (metric, date);
+
+-- Saved insights and dashboards (services/query/saved_store.py): a few thousand rows at most, each
+-- written when someone saves, renames, arranges or deletes one, and read whole.
+--   * Every change inserts the item's complete new row; ReplacingMergeTree(updated_at, deleted) read
+--     with FINAL keeps the latest row of each (kind, id) and hides an id whose latest row is a
+--     tombstone (deleted = 1). An edit is one small insert, visible to the next read at once.
+--   * ALTER TABLE ... UPDATE / DELETE mutations lost: they rewrite whole parts asynchronously and are
+--     meant for rare bulk corrections, not for a click; lightweight DELETE is a mutation too. A plain
+--     MergeTree with argMax() on read would be the same idea with the rule repeated in every reader.
+--   * One table for both kinds (`kind` leads the key): they share a life cycle and an access rule,
+--     and a dashboard is read together with the insights its tiles name.
+--   * owner_key_hash is the SHA-256 of the key that created the item, never the key itself: enough to
+--     recognise the creator (who, like an admin key, may change or delete it), useless to a reader.
+--   * No partitions: the table stays tiny, and one part per insert is merged away in the background.
+CREATE TABLE IF NOT EXISTS {database}.saved_items
+(
+    kind           LowCardinality(String),
+    id             UUID,
+    name           String,
+    body           String,
+    owner_key_hash String,
+    created_at     DateTime64(6, 'UTC'),
+    updated_at     DateTime64(6, 'UTC'),
+    deleted        UInt8 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(updated_at, deleted)
+ORDER BY (kind, id);

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from shared.contracts import catalogue
+
 EVENTS_TABLE = "analytics_events"
 SNAPSHOTS_TABLE = "metrics_snapshots"
+SAVED_ITEMS_TABLE = "saved_items"  # saved insights and dashboards (services/query/saved_store.py)
 # Every distinct id's active days, rebuilt by ACTIVE_DAYS_REFRESH (why and how: schema.sql).
 ACTIVE_DAYS_TABLE = "user_active_days"
 ACTIVE_DAYS_REFRESH = "user_active_days_rebuild"
@@ -45,6 +48,8 @@ def schema_text() -> str:
 
 
 def schema_statements(database: str) -> list[str]:
-    """The DDL of schema.sql for one database, statement by statement."""
+    """The DDL of schema.sql for one database, statement by statement, then the schema catalogue's
+    (built from the typing rule's SQL: catalogue.py)."""
     lines = [line for line in schema_text().splitlines() if not line.strip().startswith("--")]
-    return [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
+    statements = [s.strip().replace("{database}", database) for s in "\n".join(lines).split(";") if s.strip()]
+    return statements + catalogue.table_statements(database)

@@ -40,7 +40,7 @@ def link(from_id: str, to_id: str, minute: int, event_id: int = 0) -> Link:
     return Link(moment, uuid.UUID(int=event_id or minute + 1), from_id, to_id, "e", moment)
 
 
-def test_the_contract_rules_by_hand() -> None:
+def test_rule_persons_resolution_by_hand() -> None:
     # A chain, a shared device (the earlier link wins), a cycle (its smallest id is the key).
     links = [
         link("a", "b", 1),
@@ -176,7 +176,7 @@ async def test_a_retry_of_a_linked_event_collapses_with_its_first_copy(clickhous
     assert (stats.events, stats.unique_users) == (2, 1)
 
 
-async def test_person_properties_merge_set_and_set_once_over_ids(clickhouse: ClickHouse) -> None:
+async def test_rule_persons_properties_merge_set_and_set_once_over_ids(clickhouse: ClickHouse) -> None:
     events = [
         journey(
             "page_view", "anon", 0, **{"$set_once": {"first_page": "/pricing"}, "$set": {"plan": "free"}}
@@ -224,7 +224,7 @@ def linked_events(draw: st.DrawFn) -> list[Event]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=linked_events(), order=st.randoms(use_true_random=False), batch=st.integers(1, 5))
-async def test_person_level_answers_match_the_reference(
+async def test_rule_persons_every_answer_counts_persons_as_the_reference_does(
     clickhouse: ClickHouse, events: list[Event], order: Any, batch: int
 ) -> None:
     """Funnels, cohorts, stats and the daily metrics, counted by person, equal the reference whatever

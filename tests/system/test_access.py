@@ -34,6 +34,8 @@ POSTHOG_CODES = {
     "invalid_api_key": "unauthorized",
     "permission_denied": "forbidden",
 }
+INSIGHT = {"name": "signups", "type": "events", "query": {}, "date_range": {"last_days": 7}}
+DASHBOARD = {"name": "growth", "tiles": []}
 # (method, path, role, request body or query) for every documented operation.
 ROUTES = [
     ("GET", "/healthz", PUBLIC, None),
@@ -89,6 +91,15 @@ ROUTES = [
         {"start_date": "2023-03-01", "end_date": "2023-03-02"},
     ),
     ("GET", "/api/v1/analytics/overview", READ, None),
+    (
+        "POST",
+        "/api/v1/analytics/trends",
+        READ,
+        {"series": [{"event": "e"}], "start_date": "2023-03-01", "end_date": "2023-03-02"},
+    ),
+    ("GET", "/api/v1/analytics/events", READ, None),
+    ("GET", "/api/v1/analytics/properties", READ, {"event": "e"}),
+    ("GET", "/api/v1/analytics/properties/{name}/values", READ, None),
     ("POST", "/api/v1/analytics/etl/run", ADMIN, {"date": "2023-03-01"}),
     ("POST", "/api/v1/identify", INGEST, {"anonymous_id": "matrix-anon", "user_id": "matrix-user"}),
     ("GET", "/api/v1/persons", READ, {"search": "access-"}),
@@ -96,9 +107,25 @@ ROUTES = [
     ("GET", "/api/v1/persons/{distinct_id}/events", READ, {"limit": 5}),
     ("DELETE", "/api/v1/persons/{distinct_id}", ADMIN, None),
     ("GET", "/api/v1/persons/deletions/{deletion_id}", READ, None),
+    ("GET", "/api/v1/insights", READ, None),
+    ("POST", "/api/v1/insights", READ, INSIGHT),
+    ("GET", "/api/v1/insights/{insight_id}", READ, None),
+    ("PUT", "/api/v1/insights/{insight_id}", READ, INSIGHT),
+    ("DELETE", "/api/v1/insights/{insight_id}", READ, None),
+    ("GET", "/api/v1/dashboards", READ, None),
+    ("POST", "/api/v1/dashboards", READ, DASHBOARD),
+    ("GET", "/api/v1/dashboards/{dashboard_id}", READ, None),
+    ("PUT", "/api/v1/dashboards/{dashboard_id}", READ, DASHBOARD),
+    ("DELETE", "/api/v1/dashboards/{dashboard_id}", READ, None),
 ]
 # Persons the matrix reads (and the one it deletes), made before the first test (see `access_system`).
 SEEDED = {"person": "access-anon", "deleted": "access-gone", "deletion_id": ""}
+# Saved items a path names: made afresh by the read key for each call, so its creator and admins may
+# change or delete it.
+SAVED_ITEM_PATHS = {
+    "{insight_id}": ("/api/v1/insights", INSIGHT),
+    "{dashboard_id}": ("/api/v1/dashboards", DASHBOARD),
+}
 SEGMENT_PATHS = {path for _, path, _, _ in ROUTES if path.startswith("/v1/")}
 KEY_IN_PATH = ("{token}", "{write_key}")
 POSTHOG_SHAPED = {*POSTHOG_PATHS, "/flags/", "/decide/", "/array/{token}/config", "/array/{token}/config.js"}
@@ -129,8 +156,15 @@ def access_system(fresh_system: ServiceProcess) -> ServiceProcess:
 
 
 def call(system: ServiceProcess, method: str, path: str, key: str | None, body: object) -> httpx.Response:
-    path = path.replace("{metric}", "dau").replace("{deletion_id}", SEEDED["deletion_id"])
+    path = path.replace("{metric}", "dau").replace("{name}", "plan")
+    path = path.replace("{deletion_id}", SEEDED["deletion_id"])
     path = path.replace("{distinct_id}", SEEDED["deleted" if method == "DELETE" else "person"])
+    for placeholder, (collection, item) in SAVED_ITEM_PATHS.items():
+        if placeholder in path:
+            made = httpx.post(
+                system.url + collection, json=item, headers={"Authorization": f"Bearer {READ_KEY}"}
+            )
+            path = path.replace(placeholder, made.json()["id"])
     headers: dict[str, str] = {}
     if any(part in path for part in KEY_IN_PATH):
         for part in KEY_IN_PATH:
@@ -142,9 +176,7 @@ def call(system: ServiceProcess, method: str, path: str, key: str | None, body: 
             headers["Authorization"] = f"Bearer {key}"
     if method == "GET":
         return httpx.get(system.url + path, params=body or {}, headers=headers, timeout=60)
-    if method == "DELETE":
-        return httpx.delete(system.url + path, headers=headers, timeout=60)
-    return httpx.post(system.url + path, json=body, headers=headers, timeout=60)
+    return httpx.request(method, system.url + path, json=body, headers=headers, timeout=60)
 
 
 def test_the_matrix_covers_every_documented_operation(access_system: ServiceProcess) -> None:

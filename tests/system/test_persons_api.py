@@ -133,6 +133,13 @@ def test_ids_merge_into_persons_and_everything_counts_them_once(
     assert [p["person_id"] for p in found["persons"]] == ["ada", "bob", "cy"]
     assert person(api, "nobody").status_code == 404
 
+    # A distinct id with slashes (URLs, paths as ids) is reachable, encoded or not.
+    post(api, "/api/v1/identify", {"anonymous_id": "web/anon/7", "user_id": "dee", "timestamp": at(13)})
+    assert until_person(api, "web/anon/7", "dee")["distinct_ids"] == ["dee", "web/anon/7"]
+    assert person(api, "web%2Fanon%2F7").json()["person_id"] == "dee"
+    page = api.get("/api/v1/persons/web/anon/7/events", headers=auth(READ_KEY)).json()
+    assert [e["event"] for e in page["events"]] == ["$identify"]
+
 
 @pytest.mark.parametrize(
     ("body", "field"),
