@@ -16,6 +16,9 @@ Every table keeps the name the services use, so no SELECT changes. Layouts:
   cluster): what every server must hold whole, because a dictionary on each server reads it or every
   processor reads it all.
 * PER_NODE: a plain table on each server, filled on that server (the cohort summary's refresh).
+* SUMMARIES: what a materialized view keeps of every insert into a sharded table (the schema
+  catalogue): `<table>_local` per shard, fed by the view on the shard's local table, and a Distributed
+  `<table>` in front whose readers merge the shards' partial states.
 * DICTIONARY_FORM: a single-node table that the cluster form replaces by a dictionary of the same
   name on each server (a Join table is per server and not replicated).
 """
@@ -27,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.contracts.catalogue import EVENT_CATALOGUE, PROPERTY_CATALOGUE
 from shared.contracts.storage import (
     ACTIVE_DAYS_TABLE,
     DELETIONS_TABLE,
@@ -38,6 +42,7 @@ from shared.contracts.storage import (
     PERSON_PROPERTIES_INDEX,
     PERSON_PROPERTIES_TABLE,
     PROPERTY_UPDATES_TABLE,
+    SAVED_ITEMS_TABLE,
     SNAPSHOTS_TABLE,
     TOMBSTONES_TABLE,
 )
@@ -59,8 +64,21 @@ EVERY_NODE = {
     DELETIONS_TABLE,
     TOMBSTONES_TABLE,
     SNAPSHOTS_TABLE,
+    SAVED_ITEMS_TABLE,
 }
 PER_NODE = {ACTIVE_DAYS_TABLE}
+# A materialized view fires for the inserts on its own server, never for parts a replica fetches, so a
+# summary of a sharded table is kept per shard: each shard's view reads the shard's local table and
+# writes the shard's local summary (Replicated: its replicas fetch it). A summary row is a partial
+# state and every reader aggregates (sum, max, approx_top_kMerge by GROUP BY), so the Distributed table
+# in front merges the shards' states on the initiator: an event name seen on two shards is counted
+# whole. Its sharding key only routes an insert made through the front (catalogue.backfill_statements).
+SUMMARIES = {
+    EVENT_CATALOGUE: SHARDING_HASH.format(column="event"),
+    PROPERTY_CATALOGUE: SHARDING_HASH.format(column="event"),
+}
+# Every table with a `_local` table per shard and a Distributed table of its name in front.
+PER_SHARD = {**SHARDED, **SUMMARIES}
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,10 @@ CREATE_NAMED = re.compile(
     r"(?P<name>\w+\.\w+)(?P<rest>.*)$",
     re.DOTALL,
 )
+# A view fed by inserts (no REFRESH): `TO db.target AS SELECT ... FROM db.source ...`.
+INSERT_VIEW = re.compile(
+    r"^\s+TO (?P<db>\w+)\.(?P<target>\w+) AS(?P<select>.*\bFROM (?P=db)\.(?P<source>\w+)\b.*)$", re.DOTALL
+)
 FIRST_COLUMN = re.compile(r"\(\s*(\w+)")
 
 
@@ -114,20 +136,33 @@ def render(statement: str, cluster: str) -> list[str]:
             return renderer(match, cluster)
     match = CREATE_NAMED.match(statement)
     if match:
-        return [f"{match['kind']} {match['name']} ON CLUSTER {cluster}{match['rest']}"]
+        rest = match["rest"]
+        if (view := INSERT_VIEW.match(rest)) and match["kind"].startswith("CREATE MATERIALIZED VIEW"):
+            rest = render_insert_view(view)
+        return [f"{match['kind']} {match['name']} ON CLUSTER {cluster}{rest}"]
     raise ValueError(f"no cluster form for this statement; teach shared/clickhouse_cluster.py:\n{statement}")
+
+
+def render_insert_view(view: re.Match[str]) -> str:
+    """A view fed by the inserts into a sharded table: from the shard's local table to the shard's
+    local summary (a view on the Distributed table would fire on whichever server took the insert)."""
+    db, target, source = view["db"], view["target"], view["source"]
+    if target not in SUMMARIES or source not in SHARDED:
+        raise ValueError(f"no cluster form for a view from {source} to {target}: add {target} to SUMMARIES")
+    select = re.sub(rf"\bFROM {db}\.{source}\b", f"FROM {db}.{source}{LOCAL_SUFFIX}", view["select"])
+    return f"\nTO {db}.{target}{LOCAL_SUFFIX} AS{select}"
 
 
 def render_table(match: re.Match[str], cluster: str) -> list[str]:
     db, table, engine, args = match["db"], match["table"], match["engine"], match["args"]
     head = f"CREATE TABLE IF NOT EXISTS {db}.{{name}} ON CLUSTER {cluster}{match['columns']}\nENGINE = "
-    if table in SHARDED:
+    if table in PER_SHARD:
         local = table + LOCAL_SUFFIX
         path = SHARD_PATH.format(database=db, table=table)
         return [
             head.format(name=local) + replicated(engine, path, args) + match["rest"],
             f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local}\n"
-            f"ENGINE = Distributed({cluster}, {db}, {local}, {SHARDED[table]})",
+            f"ENGINE = Distributed({cluster}, {db}, {local}, {PER_SHARD[table]})",
         ]
     if table in EVERY_NODE:
         path = EVERY_NODE_PATH.format(database=db, table=table)
@@ -137,7 +172,8 @@ def render_table(match: re.Match[str], cluster: str) -> list[str]:
     if table in DICTIONARY_FORM:
         return [dictionary(db, table, match["columns"], DICTIONARY_FORM[table], cluster)]
     raise ValueError(
-        f"table {table} has no cluster layout: add it to SHARDED, EVERY_NODE, PER_NODE or DICTIONARY_FORM"
+        f"table {table} has no cluster layout: add it to SHARDED, SUMMARIES, EVERY_NODE, PER_NODE or "
+        "DICTIONARY_FORM"
     )
 
 
@@ -170,7 +206,7 @@ def dictionary(db: str, name: str, columns: str, form: DictionaryForm, cluster: 
 def render_alter(match: re.Match[str], cluster: str) -> list[str]:
     """An ALTER applies to the local tables; a new column also to the Distributed table in front."""
     db, table, rest = match["db"], match["table"], match["rest"]
-    if table not in SHARDED:
+    if table not in PER_SHARD:
         return [f"ALTER TABLE {db}.{table} ON CLUSTER {cluster}{rest}"]
     statements = [f"ALTER TABLE {db}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster}{rest}"]
     if rest.lstrip().upper().startswith("ADD COLUMN"):
@@ -181,7 +217,7 @@ def render_alter(match: re.Match[str], cluster: str) -> list[str]:
 DELETE = re.compile(r"^DELETE FROM (?P<table>\w+)(?P<rest>\s+WHERE\s.*)$", re.DOTALL)
 TRUNCATE = re.compile(r"^TRUNCATE TABLE (?P<table>\w+)$")
 RELOAD = re.compile(r"^SYSTEM RELOAD DICTIONARY (?P<name>\w+\.\w+)$")
-INSERT_SELECT = re.compile(r"^INSERT INTO (?P<table>\w+)(?P<rest>\s.*)$", re.DOTALL)
+INSERT_SELECT = re.compile(r"^INSERT INTO (?:\w+\.)?(?P<table>\w+)(?P<rest>\s.*)$", re.DOTALL)
 # An ON CLUSTER statement queued for every server without waiting for them (a server that is down
 # runs it when it is back): a reload must never hold a stream processor up.
 WITHOUT_WAITING = {"distributed_ddl_task_timeout": 0}
@@ -217,7 +253,7 @@ class ClusterForm:
     def delete(self, table: str, where: str) -> Statement:
         """A lightweight DELETE: on each shard's local table, or on every server's own table. On an
         EVERY_NODE table the replicas apply it through replication."""
-        if table in SHARDED:
+        if table in PER_SHARD:
             return f"DELETE FROM {self.database}.{table}{LOCAL_SUFFIX} ON CLUSTER {self.cluster}{where}", {}
         if table in PER_NODE:
             return f"DELETE FROM {self.database}.{table} ON CLUSTER {self.cluster}{where}", {}
@@ -229,7 +265,7 @@ class ClusterForm:
         if table in DICTIONARY_FORM:  # emptied to be filled again: the dictionary reloads instead
             name = f"{self.database}.{table}"
             return f"SYSTEM RELOAD DICTIONARY ON CLUSTER {self.cluster} {name}", WITHOUT_WAITING
-        if table in SHARDED:
+        if table in PER_SHARD:
             return f"TRUNCATE TABLE {self.database}.{table}{LOCAL_SUFFIX} ON CLUSTER {self.cluster}", {}
         if table in PER_NODE or table in EVERY_NODE:
             return f"TRUNCATE TABLE {self.database}.{table} ON CLUSTER {self.cluster}", {}

@@ -11,21 +11,29 @@ from shared.metrics import histogram, outcome_of
 
 QUERY_SECONDS = histogram(
     "query_seconds",
-    "Query answers, from the request to the answer's first byte, by kind (stats, funnel, cohort, "
-    "person, person_events, person_search, person_deletion, deletion_status) and outcome (ok, invalid, "
-    "unauthorized, rate_limited, timeout: a 504, unavailable, error)",
+    "Query answers, from the request to the answer's first byte, by kind (stats, trends, funnel, cohort, "
+    "events, properties, property_values, person, person_events, person_search, person_deletion, "
+    "deletion_status, insights, dashboards) and outcome (ok, invalid, unauthorized, rate_limited, "
+    "timeout: a 504, unavailable, error)",
     ["kind", "outcome"],
 )
 ANALYTICS = "/api/v1/analytics/"
 PERSONS = "/api/v1/persons"
-ANALYTICS_KINDS = {"stats", "funnel", "cohort"}
+ANALYTICS_KINDS = {"stats", "trends", "funnel", "cohort", "events", "properties"}
+PROPERTY_VALUES = ("properties/", "/values")  # /api/v1/analytics/properties/{name}/values
+SAVED_KINDS = {"/api/v1/insights": "insights", "/api/v1/dashboards": "dashboards"}  # and /{id}
 
 
 def kind_of(method: str, path: str) -> str | None:
     """The query kind of a request (None: not a query request)."""
     if path.startswith(ANALYTICS):
         kind = path.removeprefix(ANALYTICS)
+        if kind.startswith(PROPERTY_VALUES[0]) and kind.endswith(PROPERTY_VALUES[1]):
+            return "property_values"
         return kind if kind in ANALYTICS_KINDS else None
+    saved = SAVED_KINDS.get(path) or SAVED_KINDS.get(path.rsplit("/", 1)[0])
+    if saved:
+        return saved
     if path == PERSONS:
         return "person_search"
     if not path.startswith(PERSONS + "/"):

@@ -24,10 +24,11 @@ from shared.clickhouse_cluster import (
     EVERY_NODE,
     PER_NODE,
     SHARDED,
+    SUMMARIES,
     ClusterForm,
     cluster_statements,
 )
-from shared.contracts import storage
+from shared.contracts import catalogue, storage
 from shared.contracts.persons import Link
 from shared.contracts.storage import schema_statements
 from tests.support import REPO
@@ -96,6 +97,11 @@ async def test_cluster_schema_parses_to_the_intended_layouts(clickhouse: ClickHo
         "deleted_distinct_ids": replicated,
         "user_active_days": "MergeTree",
         "metrics_snapshots": replicated,
+        "saved_items": replicated,
+        "event_catalogue_local": "ReplicatedAggregatingMergeTree",
+        "event_catalogue": "Distributed",
+        "property_catalogue_local": "ReplicatedAggregatingMergeTree",
+        "property_catalogue": "Distributed",
     }
     statements = cluster_form()
     [events] = [s for s in statements if "analytics_events ON CLUSTER" in s and "Distributed(" in s]
@@ -111,21 +117,48 @@ async def test_cluster_schema_parses_to_the_intended_layouts(clickhouse: ClickHo
     assert "'/clickhouse/tables/all/analytics/person_links', '{replica}', received_at)" in links
     [index] = [s for s in statements if "person_properties_index ON CLUSTER" in s]
     assert "FROM analytics.person_properties FINAL" in index and "LAYOUT(HASHED())" in index
+    [saved] = [s for s in statements if "saved_items ON CLUSTER" in s]
+    assert "'/clickhouse/tables/all/analytics/saved_items', '{replica}', updated_at, deleted)" in saved
+
+
+async def test_the_catalogue_views_feed_each_shard_from_its_own_events(clickhouse: ClickHouse) -> None:
+    """The schema catalogue's views fire on the inserts into each shard's local events table and write
+    that shard's local summary; the refreshable cohort view still reads the whole cluster."""
+    statements = cluster_form()
+    for summary in (catalogue.EVENT_CATALOGUE, catalogue.PROPERTY_CATALOGUE):
+        [view] = [s for s in statements if f"{summary}_feed ON CLUSTER" in s]
+        text = await formatted(clickhouse, view)
+        assert f"TO {DATABASE}.{summary}_local" in text, text
+        assert f"FROM {DATABASE}.analytics_events_local" in text, text
+        assert f"FROM {DATABASE}.analytics_events " not in text.replace("\n", " ") + " ", text
+        [front] = [s for s in statements if f"{summary} ON CLUSTER" in s and "Distributed(" in s]
+        assert f"{summary}_local, cityHash64(event))" in await formatted(clickhouse, front)
+    [refresh] = [s for s in statements if "user_active_days_rebuild ON CLUSTER" in s]
+    assert f"FROM {DATABASE}.analytics_events FINAL" in refresh
+    # The backfill of a catalogue made after events were stored goes through the Distributed tables.
+    form = ClusterForm(DATABASE, CLUSTER)
+    for statement in catalogue.backfill_statements(DATABASE):
+        rendered = form.statement(statement)
+        assert rendered is not None and rendered[0] == statement
+        await formatted(clickhouse, statement)
 
 
 def test_every_table_has_a_cluster_layout() -> None:
     tables = {m.group(1) for s in single_form() if (m := CREATED.match(s)) and s.startswith("CREATE TABLE")}
-    assert tables == set(SHARDED) | EVERY_NODE | PER_NODE | set(DICTIONARY_FORM)
+    assert tables == set(SHARDED) | set(SUMMARIES) | EVERY_NODE | PER_NODE | set(DICTIONARY_FORM)
     assert all(" ON CLUSTER " in s for s in cluster_form())
     # A dictionary on each server reads its own replica of its source: the source must be whole there.
     assert {form.source for form in DICTIONARY_FORM.values()} <= EVERY_NODE
     assert "person_overrides FINAL" in next(s for s in cluster_form() if "person_numbers ON CLUSTER" in s)
 
 
-def storage_names() -> dict[str, set[str]]:
+CONTRACT_MODULES = {"shared.contracts.storage": storage, "shared.contracts.catalogue": catalogue}
+
+
+def contract_names(module: object) -> dict[str, set[str]]:
     """Constant name -> the tables and dictionaries its value names (a name, or an expression)."""
     found = {}
-    for name, value in vars(storage).items():
+    for name, value in vars(module).items():
         if name.isupper() and isinstance(value, str):
             if re.fullmatch(r"[a-z_]+", value):
                 found[name] = {value}
@@ -136,24 +169,26 @@ def storage_names() -> dict[str, set[str]]:
 
 def names_the_services_use() -> set[str]:
     """Tables and dictionaries in the SQL of services/{query,etl,stream}: literal names after FROM,
-    JOIN or INTO, and what every storage constant they import names (expressions included)."""
-    known = storage_names()
+    JOIN or INTO, and what every storage or catalogue constant they import names (expressions included)."""
+    known = {module: contract_names(value) for module, value in CONTRACT_MODULES.items()}
     names: set[str] = set()
     for service in QUERYING_SERVICES:
         for path in sorted((REPO / "services" / service).glob("*.py")):
             source = path.read_text()
             names |= {n for n in TABLE_AFTER_KEYWORD.findall(source) if n not in SQL_WORDS}
             for node in ast.walk(ast.parse(source)):
-                if isinstance(node, ast.ImportFrom) and node.module == "shared.contracts.storage":
-                    names |= {n for alias in node.names for n in known.get(alias.name, set())}
+                if isinstance(node, ast.ImportFrom) and node.module in known:
+                    names |= {n for alias in node.names for n in known[node.module].get(alias.name, set())}
     return names - {"numbers_to_apply"}  # the single-node migration's own table (refused on a cluster)
 
 
 @pytest.mark.parametrize("form", [single_form, cluster_form], ids=["single_node", "cluster_on_paper"])
 def test_every_table_and_dictionary_the_services_name_exists(form) -> None:  # noqa: ANN001
     used = names_the_services_use()
-    # the search works: the persons tables, the dictionary (through storage.PERSON) and the index
-    assert {"analytics_events", "person_numbers", "person_properties_index", "distinct_ids"} <= used, used
+    # the search works: the persons tables, the dictionary (through storage.PERSON), the index, the
+    # saved items and the catalogue (through catalogue's constants)
+    persons = {"analytics_events", "person_numbers", "person_properties_index", "distinct_ids"}
+    assert persons | {"saved_items", "event_catalogue", "property_catalogue"} <= used, used
     missing = used - created(form())
     assert not missing, f"named but not created: {missing}"
 

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from services.ingest import component as ingest_component
 from services.ingest.instruments import CountRequests
+from services.query import component as query_component
+from services.query import web
 from services.query.instruments import kind_of
 from services.stream.instruments import dead_letter_reason
 from shared.logs import REQUEST_ID, JsonFormatter, RedactSecrets, RequestIds
@@ -38,6 +40,14 @@ def test_label_values_come_from_fixed_sets() -> None:
         ("GET", "/api/v1/analytics/stats", "stats"),
         ("POST", "/api/v1/analytics/funnel", "funnel"),
         ("GET", "/api/v1/analytics/cohort", "cohort"),
+        ("POST", "/api/v1/analytics/trends", "trends"),
+        ("GET", "/api/v1/analytics/events", "events"),
+        ("GET", "/api/v1/analytics/properties", "properties"),
+        ("GET", "/api/v1/analytics/properties/plan/values", "property_values"),
+        ("POST", "/api/v1/insights", "insights"),
+        ("PUT", "/api/v1/insights/5f0c", "insights"),
+        ("GET", "/api/v1/dashboards/9a1e", "dashboards"),
+        ("GET", "/", None),  # the dashboard's page
         ("GET", "/api/v1/analytics/metrics", None),  # the ETL's
         ("GET", "/api/v1/persons", "person_search"),
         ("GET", "/api/v1/persons/u-1", "person"),
@@ -47,6 +57,30 @@ def test_label_values_come_from_fixed_sets() -> None:
         ("GET", "/metrics", None),
     ]
     assert [kind_of(method, path) for method, path, _ in paths] == [kind for _, _, kind in paths]
+
+
+def concrete(path: str) -> str:
+    """A path a route serves, with each `{parameter}` filled in."""
+    return path.replace("{distinct_id:path}", "u/1").replace("{", "").replace("}", "")
+
+
+def test_every_ingest_and_query_route_is_counted() -> None:
+    """Each path the ingest routers serve (PostHog's capture and start-up calls, Segment's and
+    analytics.js' short paths included) has an API label, and each query route a kind, so a route
+    added later is counted or fails here."""
+    ingest = ingest_component()
+    counting = CountRequests(FastAPI(), ingest.apis())
+    for router in ingest.routers():
+        for route in router.routes:
+            assert counting.api_of(concrete(route.path)) is not None, route.path  # type: ignore[attr-defined]
+    pages = {route.path for route in web.build_router().routes}  # type: ignore[attr-defined]
+    for router in query_component().routers():
+        for route in router.routes:
+            path = route.path  # type: ignore[attr-defined]
+            if path in pages:
+                continue
+            for method in route.methods:  # type: ignore[attr-defined]
+                assert kind_of(method, concrete(path)) is not None, (method, path)
 
 
 def record(message: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:

@@ -115,6 +115,28 @@ def test_gateway_fronts_two_replicas_of_ingest_query_and_live() -> None:
         assert len(hosts) == 2 and all(ours()[h] == (target,) for h in hosts), (target, hosts)
     gateway = cluster_services()["gateway"]
     assert set(gateway["ports"]) == {"8000:8000", "8001:8001", "8003:8003"}
+    assert re.findall(r"server ([\w-]+):8000", upstreams["etl"]) == ["etl-cluster"]
+
+
+def service_of_dashboard_call(path: str) -> str:
+    """Which service answers a path the dashboard's pages call (README: Dashboard)."""
+    if path.startswith(("/api/v1/analytics/overview", "/api/v1/analytics/metrics")):
+        return "etl"
+    return "live" if path.startswith("/ws/") else "query"
+
+
+def test_the_gateway_sends_the_dashboards_etl_and_live_calls_to_their_services() -> None:
+    """The dashboard is on the query port; every ETL or live path its pages call is proxied there."""
+    conf = GATEWAY.read_text()
+    query_port = conf[conf.index("listen 8001;") :]
+    query_port = query_port[: query_port.index("\n    }\n")]
+    routed = dict(re.findall(r"location (?:= )?(\S+) \{\s*proxy_pass http://(\w+);", query_port))
+    pages = (REPO / "services" / "query" / "static" / "js").rglob("*.js")
+    called = {m for f in pages for m in re.findall(r"[\"`}](/(?:api/v1|ws)/[a-z/]+)", f.read_text())}
+    assert {"/api/v1/analytics/overview", "/ws/analytics/live", "/api/v1/analytics/funnel"} <= called, called
+    for path in called:
+        location = max((p for p in routed if path.startswith(p)), key=len)
+        assert routed[location] == service_of_dashboard_call(path), (path, location, routed)
 
 
 def test_every_make_target_the_docs_name_exists() -> None:
