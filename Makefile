@@ -9,10 +9,13 @@ JS_TESTS := tests/js
 STAMP_JS := $(JS_TESTS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-scale bench-tools tracker-tools install kafka-jars lint format clean reset
+.PHONY: run run-cluster test bench bench-scale bench-tools tracker-tools install kafka-jars lint format clean reset
 
 run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
 	$(PY) -m deploy.run_local
+
+run-cluster: install kafka-jars ## The same against a local 3-broker Kafka cluster (ports 9092-9094, replication 3)
+	$(PY) -m deploy.run_local --kafka-nodes 3
 
 test: install kafka-jars tracker-tools ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
 	$(PY) -m pytest $(PYTEST_ARGS)

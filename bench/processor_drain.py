@@ -30,7 +30,7 @@ from deploy.processes import ServiceProcess
 from services.ingest.intake import event_messages
 from shared.contracts.events import IncomingEvent
 from shared.contracts.topics import Topics
-from shared.kafka import ensure_topics
+from shared.kafka_admin import ensure_topics
 
 PREFIX = "drain"
 READ_KEY = "drain-read-key-0123456789ab"

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from services.runtime import TARGETS, Runtime, build_app, parse_targets
+from shared.logs import configure_logging
 from shared.settings import CommonSettings, ServerSettings
 
 KEY_VARIABLES = ("ANALYTICS_INGEST_KEYS", "ANALYTICS_READ_KEYS", "ANALYTICS_ADMIN_KEYS")
@@ -71,20 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         print("No access keys configured; using the generated ones kept in", settings.data_dir / "keys.env")
         for name, value in keys.items():
             print(f"  {name}={value}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, ",".join(targets), settings.secrets)
     runtime = Runtime(settings, targets)
     app = build_app(runtime)
-    print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
+    started = [f"analytics: {','.join(targets)} on http://{args.host}:{args.port}"]
     if "query" in targets:
-        print(dashboard_banner(args.host, args.port, generated_read_key), flush=True)
+        started.append(dashboard_banner(args.host, args.port, generated_read_key))
+    for line in started:
+        if settings.log_format == "json":  # every line of the process's output is then a JSON object
+            logging.getLogger("services").info("%s", line)
+        else:
+            print(line, flush=True)
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers write through ours (shared/logs.py): one format
         access_log=False,  # keys travel in headers; we log nothing per request
         proxy_headers=False,
         timeout_graceful_shutdown=10,

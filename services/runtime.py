@@ -27,6 +27,8 @@ from shared.clickhouse import ClickHouse
 from shared.component import Component, Resources
 from shared.http import install_error_handlers
 from shared.kafka import DurableProducer
+from shared.logs import RequestIds
+from shared.metrics import metrics_router
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 
@@ -94,9 +96,13 @@ class Runtime:
         resources = self.resources
         if any(c.uses_clickhouse for c in self.components.values()):
             if self.settings.embedded_clickhouse:
+                if self.settings.clickhouse_cluster:
+                    raise SystemExit("CLICKHOUSE_CLUSTER needs ClickHouse servers; embedded chDB is one node")
                 self.lock_embedded_clickhouse()
             resources.clickhouse = ClickHouse(
-                self.settings.resolved_clickhouse_url, self.settings.resolved_database
+                self.settings.resolved_clickhouse_url,
+                self.settings.resolved_database,
+                cluster=self.settings.clickhouse_cluster or None,
             )
             await asyncio.to_thread(resources.clickhouse.create_schema)
         if any(c.uses_producer for c in self.components.values()):
@@ -180,7 +186,10 @@ def build_app(runtime: Runtime) -> FastAPI:
     for component in runtime.components.values():
         for middleware in component.middleware():
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    if runtime.settings.log_format == "json":
+        app.add_middleware(RequestIds)  # outermost: every line a request logs carries its id
     add_health_routes(app, runtime)
+    app.include_router(metrics_router(runtime.settings.metrics_token))
     for component in runtime.components.values():
         for router in component.routers():
             app.include_router(router)
@@ -208,4 +217,13 @@ def add_health_routes(app: FastAPI, runtime: Runtime) -> None:
             if "ready" in detail:
                 checks[name] = bool(detail["ready"])
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        report = runtime.resources.topic_report
+        if report is not None:
+            # Under-replicated topics are used, not refused (see shared/kafka_admin.py), but said here.
+            body["topics"] = {
+                "replication": report.replication,
+                "min_insync_replicas": report.min_insync_replicas,
+                "warnings": report.warnings,
+            }
+        return JSONResponse(body, status_code=200 if ready else 503)

@@ -20,8 +20,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from shared.clickhouse_cluster import ClusterForm, cluster_statements
 from shared.contracts.storage import schema_statements
 from shared.errors import InvalidRequest, QueryFailed, QueryTimeout, StorageUnavailable
+from shared.metrics import counter
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,29 @@ UNAVAILABLE_CODES = {"241", "202", "210", "209", "242"}  # memory, too many quer
 CLIENT_CODES = {"427": "a regular expression in the filters could not be compiled (RE2 syntax)"}
 ERROR_CODE = re.compile(r"Code: (\d+)")
 SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+ERRORS = counter(
+    "clickhouse_errors_total",
+    "ClickHouse calls that failed, by kind: timeout, unavailable, rejected (a query it refused), failed",
+    ["kind"],
+)
 
 
 class ClickHouse:
     """Thread-pooled ClickHouse client; one driver client per worker thread."""
 
-    def __init__(self, url: str, database: str, *, workers: int = 4, query_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        workers: int = 4,
+        query_timeout: float = 30.0,
+        cluster: str | None = None,
+    ) -> None:
         self.url = url
         self.database = database
+        self.cluster = cluster  # None: one server; a name: the cluster form (shared/clickhouse_cluster.py)
+        self.form = ClusterForm(database, cluster) if cluster else None
         self.query_timeout = query_timeout
         self._local = threading.local()
         self._clients: list[Client] = []
@@ -67,9 +84,11 @@ class ClickHouse:
     def create_schema(self) -> None:
         """Create the database and tables (idempotent, safe from several replicas at once)."""
         bootstrap = self._connect(None)
+        statements = [f"CREATE DATABASE IF NOT EXISTS {self.database}", *schema_statements(self.database)]
+        if self.cluster:
+            statements = cluster_statements(statements[1:], self.database, self.cluster)
         try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            for statement in schema_statements(self.database):
+            for statement in statements:
                 bootstrap.command(statement)
         finally:
             bootstrap.close()
@@ -83,22 +102,38 @@ class ClickHouse:
         timeout: float | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a SELECT and return its rows."""
+        if self.form is not None:
+            sql = self.form.expressions(sql)
         full_sql = with_settings(
             sql, {"max_execution_time": timeout or self.query_timeout, **(settings or {})}
         )
         return await self._run(self._query_rows, full_sql, dict(parameters or {}))
 
     async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Run a statement that returns no rows (DDL, INSERT ... SELECT, ALTER)."""
+        """Run a statement that returns no rows (DDL, INSERT ... SELECT, ALTER); on a cluster, its
+        cluster form (shared/clickhouse_cluster.py refuses what it has none for)."""
+        settings: dict[str, Any] = {}
+        if self.form is not None:
+            rendered = self.form.statement(sql)
+            if rendered is None:
+                return None
+            sql, settings = rendered
         return await self._run(
-            lambda s, p: self._client().command(s, parameters=p), sql, dict(parameters or {})
+            lambda s, p: self._client().command(s, parameters=p, settings=settings or None),
+            sql,
+            dict(parameters or {}),
         )
 
     async def insert_json_rows(
         self, table: str, block: bytes, settings: Mapping[str, Any] | None = None
     ) -> None:
         """Insert newline-delimited JSON rows (JSONEachRow) in one block."""
-        await self._run(self._insert_block, table, block, dict(settings or {}))
+        target: str | None = table
+        if self.form is not None:
+            target = self.form.insert_target(table)
+            if target is None:
+                return  # a table the cluster replaces by a dictionary over what was written elsewhere
+        await self._run(self._insert_block, target, block, dict(settings or {}))
 
     async def ping(self) -> bool:
         try:
@@ -152,14 +187,19 @@ def map_error(exc: ClickHouseError) -> Exception:
     match = ERROR_CODE.search(text)
     code = match.group(1) if match else ""
     if code in CLIENT_CODES:
+        ERRORS.labels("rejected").inc()
         return InvalidRequest(CLIENT_CODES[code])
     if code in TIMEOUT_CODES:
+        ERRORS.labels("timeout").inc()
         return QueryTimeout("the query took too long and was cancelled; narrow the date range or retry")
     if isinstance(exc, OperationalError) or code in UNAVAILABLE_CODES:
+        ERRORS.labels("unavailable").inc()
         log.warning("clickhouse unavailable: %s", text)
         return StorageUnavailable("the analytics store is unavailable; retry shortly")
     if isinstance(exc, DatabaseError):
+        ERRORS.labels("rejected").inc()
         log.error("clickhouse rejected a query: %s", text)
         return QueryFailed("the analytics store could not answer this query")
+    ERRORS.labels("failed").inc()
     log.error("clickhouse error: %s", text)
     return StorageUnavailable("the analytics store failed; retry shortly")

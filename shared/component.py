@@ -13,7 +13,8 @@ from starlette.middleware import Middleware
 from shared.auth import KeyRing
 from shared.clickhouse import ClickHouse
 from shared.contracts.topics import Topics
-from shared.kafka import DurableProducer, ensure_topics
+from shared.kafka import DurableProducer
+from shared.kafka_admin import TopicsReport, ensure_topics
 from shared.ratelimit import RateLimiter
 from shared.retry import Backoff, retry_forever
 from shared.settings import CommonSettings
@@ -31,20 +32,25 @@ class Resources:
     rate_limiter: RateLimiter
     clickhouse: ClickHouse | None = None
     producer: DurableProducer | None = None
+    # What the last topic check found (the replication wanted, topics replicated less); /readyz shows it.
+    topic_report: TopicsReport | None = None
 
     @property
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
     async def ensure_topics(self) -> None:
-        """Create the topics, retrying until Kafka answers (it may start after us)."""
+        """Create the topics (replicated as shared/kafka_admin.py says), retrying until Kafka answers (it
+        may start after us); a refusal of the creation itself is retried too, and logged each time."""
         specs = self.topics.specs(self.settings.topic_partitions)
 
         def not_yet(exc: BaseException, delay: float) -> None:
             log.warning("kafka not ready for topic creation (%s); retrying in %.1fs", exc, delay)
 
-        await retry_forever(
-            lambda: ensure_topics(self.settings.kafka_bootstrap_servers, specs),
+        self.topic_report = await retry_forever(
+            lambda: ensure_topics(
+                self.settings.kafka_bootstrap_servers, specs, replication=self.settings.topic_replication
+            ),
             retry_on=(Exception,),
             backoff=Backoff(),
             on_failure=not_yet,

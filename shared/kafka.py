@@ -1,4 +1,5 @@
-"""Kafka helpers: topic creation and a durable producer that answers within a deadline.
+"""Kafka helpers: the partitioner and a durable producer that answers within a deadline (topics:
+shared/kafka_admin.py).
 
 `DurableProducer.send_all` returns only when Kafka acknowledged every message (acks=all, idempotent
 producer) and raises `BrokerUnavailable` when that did not happen within the deadline, so the HTTP
@@ -11,21 +12,29 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from shared.contracts.events import user_key
-from shared.contracts.topics import OutgoingMessage, TopicSpec
+from shared.contracts.topics import OutgoingMessage
 from shared.errors import BrokerUnavailable
+from shared.metrics import counter, histogram
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 LINGER_MS = 5
+ACK_SECONDS = histogram(
+    "kafka_ack_seconds",
+    "From handing a request's messages to the producer to Kafka's acknowledgement of all of them",
+)
+ACK_MISSED = counter(
+    "kafka_ack_missed_total", "Sends Kafka did not acknowledge by the deadline (or refused): each a 503"
+)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -38,27 +47,6 @@ def partition_of_user(user_id: str, partitions: int) -> int:
     """`partition_of` an event's key, cached by the user id itself: aiokafka's murmur2 is pure Python,
     the same users come back again and again, and a hit encodes no key (docs/performance.md)."""
     return partition_of(user_key(user_id), partitions)
-
-
-async def ensure_topics(
-    bootstrap_servers: str, topics: Mapping[str, TopicSpec], timeout: float = 30.0
-) -> None:
-    """Create missing topics (replication 1 is right for a single broker; raise it in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config))
-            for name, spec in topics.items()
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-            log.info("created topics %s", [t.name for t in missing])
-    finally:
-        await admin.close()
 
 
 class DurableProducer:
@@ -130,13 +118,16 @@ class DurableProducer:
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("the event broker is not reachable; retry later")
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.ack_timeout):
                 futures = [
                     await producer.send(m.topic, m.value, key=m.key, partition=m.partition) for m in messages
                 ]
                 await asyncio.gather(*futures)
+            ACK_SECONDS.observe(time.perf_counter() - started)
         except (TimeoutError, KafkaError) as exc:
+            ACK_MISSED.inc()
             log.warning("kafka did not acknowledge in %.1fs: %r", self.ack_timeout, exc)
             self._replace(producer)
             raise BrokerUnavailable("the event broker did not acknowledge in time; retry later") from exc

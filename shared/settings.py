@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, SecretStr, field_validator
@@ -32,14 +33,34 @@ class CommonSettings(BaseSettings):
         "", alias="CLICKHOUSE_URL", description="chdb:///path or http(s)://u:p@host:8123/db"
     )
     clickhouse_database: str = Field("analytics", alias="CLICKHOUSE_DATABASE")
+    clickhouse_cluster: str = Field(
+        "",
+        alias="CLICKHOUSE_CLUSTER",
+        description="A ClickHouse server cluster's name: create the cluster form of the schema",
+    )
     data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
     topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     topic_partitions: int = Field(4, alias="ANALYTICS_TOPIC_PARTITIONS", ge=1, le=256)
+    topic_replication: int | None = Field(
+        None,
+        alias="ANALYTICS_TOPIC_REPLICATION",
+        ge=1,
+        le=16,
+        description="Replicas of each topic; unset: min(3, brokers in the cluster metadata)",
+    )
     ingest_keys_raw: str = Field("", alias="ANALYTICS_INGEST_KEYS")
     read_keys_raw: str = Field("", alias="ANALYTICS_READ_KEYS")
     admin_keys_raw: str = Field("", alias="ANALYTICS_ADMIN_KEYS")
     cors_origins_raw: str = Field("", alias="ANALYTICS_CORS_ORIGINS")
     log_level: str = Field("INFO", alias="ANALYTICS_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        "text", alias="ANALYTICS_LOG_FORMAT", description="text, or json: one JSON object per line"
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        alias="ANALYTICS_METRICS_TOKEN",
+        description="When set, GET /metrics answers only `Authorization: Bearer <token>`",
+    )
     ws_compression: bool = Field(
         False,
         alias="ANALYTICS_WS_COMPRESSION",
@@ -63,11 +84,26 @@ class CommonSettings(BaseSettings):
                 )
         return raw
 
+    @field_validator("metrics_token")
+    @classmethod
+    def refuse_weak_token(cls, token: SecretStr) -> SecretStr:
+        value = token.get_secret_value()
+        if value and (value.lower() in PLACEHOLDER_KEYS or len(value) < MIN_KEY_LENGTH):
+            raise ValueError(f"ANALYTICS_METRICS_TOKEN: at least {MIN_KEY_LENGTH} characters, no placeholder")
+        return token
+
     @field_validator("clickhouse_database")
     @classmethod
     def database_is_identifier(cls, value: str) -> str:
         if not IDENTIFIER.match(value):
             raise ValueError("CLICKHOUSE_DATABASE must be a plain identifier")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def cluster_is_identifier(cls, value: str) -> str:
+        if value and not IDENTIFIER.match(value):
+            raise ValueError("CLICKHOUSE_CLUSTER must be a plain identifier")
         return value
 
     @property
@@ -81,6 +117,13 @@ class CommonSettings(BaseSettings):
     @property
     def admin_keys(self) -> tuple[SecretStr, ...]:
         return split_keys(self.admin_keys_raw)
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never reach a log line: the keys, the metrics token, ClickHouse's password."""
+        keys = [k.get_secret_value() for k in (*self.ingest_keys, *self.read_keys, *self.admin_keys)]
+        password = urlparse(self.clickhouse_url).password if self.clickhouse_url else None
+        return [*keys, self.metrics_token.get_secret_value(), *([password] if password else [])]
 
     @property
     def has_keys(self) -> bool:

@@ -35,6 +35,12 @@ class KafkaBroker:
     libs_dir: Path = DEFAULT_LIBS
     heap: str = DEFAULT_HEAP
     partitions: int = 4
+    # A node of a cluster (deploy/kafka/cluster.py) gets its id, the quorum's voters, the cluster id
+    # every node is formatted with, and the replication of the internal topics; the defaults are one node.
+    node_id: int = 1
+    quorum_voters: str | None = None
+    cluster_id: str | None = None
+    internal_replication: int = 1
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -52,10 +58,13 @@ class KafkaBroker:
     def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "logs"
+        replication = str(self.internal_replication)
+        min_isr = str(max(1, self.internal_replication - 1))
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum_voters
+            or f"{self.node_id}@{self.host}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -63,12 +72,15 @@ class KafkaBroker:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(logs),
             "num.partitions": str(self.partitions),
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            # Topics created by a client without a replication factor (auto-created, faust's own).
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "num.network.threads": "2",
@@ -98,14 +110,17 @@ class KafkaBroker:
         """Format KRaft storage once; a formatted directory keeps its cluster id."""
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # a leading '-' would be read as an option by StorageTool
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the broker in the background and wait until it accepts connections."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the JVM without waiting (a cluster's nodes must start together to form a quorum)."""
         self.write_config()
         self.format_storage()
         log = self.log_path.open("ab")
@@ -115,7 +130,6 @@ class KafkaBroker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -143,6 +157,13 @@ class KafkaBroker:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def new_cluster_id() -> str:
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # a leading '-' would be read as an option by StorageTool
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
 
 
 def min_heap(heap: str) -> str:

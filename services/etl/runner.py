@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from services.etl import snapshots
+from services.etl import instruments, snapshots
 from services.etl.metrics import METRICS, Metric
 from services.etl.settings import EtlSettings
 from services.etl.snapshots import Snapshot
@@ -69,17 +70,34 @@ class EtlRunner:
 
     async def compute(self, metric: Metric, period: DateRange) -> dict[date, float]:
         """One metric for every day of `period` (0 for the days its SQL leaves out)."""
+        started = time.perf_counter()
         rows = await self.clickhouse.query(
             metric.statement,
             metric.query_parameters(period),
             settings=FINAL_SETTINGS,
             timeout=self.settings.query_timeout_seconds,
         )
+        instruments.METRIC_SECONDS.labels(metric.name).observe(time.perf_counter() - started)
         found = {day: float(value) for day, value in rows}
         return {day: finite(found.get(day, 0.0)) for day in period.days()}
 
     async def run(self, period: DateRange) -> RunResult:
         """Compute every metric for the days of `period` and store them in one block."""
+        started = time.perf_counter()
+        try:
+            result = await self._run(period)
+        except Exception:
+            instruments.RUNS.labels("failed").inc()
+            raise
+        instruments.RUN_SECONDS.observe(time.perf_counter() - started)
+        instruments.RUNS.labels("ok").inc()
+        finished = time.time()
+        for metric in result.metrics:
+            instruments.ROWS.labels(metric).inc(len(result.days))
+            instruments.LAST_SUCCESS.labels(metric).set(finished)
+        return result
+
+    async def _run(self, period: DateRange) -> RunResult:
         computed_at = self.clock().astimezone(UTC)  # before reading: the run that read last wins
         run_id = uuid.uuid4()
         rows: list[Snapshot] = []

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from services.ingest import identify, posthog_flags, posthog_routes, routes, segment, segment_browser
 from services.ingest.cors import PublicIngestCors
 from services.ingest.direct_route import DirectRoute, Endpoint
+from services.ingest.instruments import CountRequests
 from services.ingest.settings import IngestSettings
 from shared.component import BaseComponent, Resources
 
@@ -51,10 +52,27 @@ class IngestComponent(BaseComponent):
 
     def middleware(self) -> list[Middleware]:
         """The single-event hot path skips the framework's router (services/ingest/direct_route.py);
-        every ingest path answers CORS for any origin (cors.py). Listed innermost first: the CORS comes
-        last, so it is outside the hot path too."""
+        every ingest path answers CORS for any origin (cors.py); the other ingest requests are counted
+        inside both (instruments.py). Listed innermost first: the CORS comes last, so it is outside the
+        hot path too."""
         paths = [path for router in self.routers() for path in route_paths(router)]
-        return [Middleware(DirectRoute, endpoint=self.post_events), Middleware(PublicIngestCors, paths=paths)]
+        return [
+            Middleware(CountRequests, apis=self.apis()),
+            Middleware(DirectRoute, endpoint=self.post_events),
+            Middleware(PublicIngestCors, paths=paths),
+        ]
+
+    def apis(self) -> dict[str, str]:
+        """Each ingest path and the API its requests are counted under."""
+        native, identified, segment_api, browser, posthog, flags = self.routers()
+        by_api = {
+            "events": [native],
+            "identify": [identified],
+            "segment": [segment_api, browser],
+            "posthog": [posthog],
+            "posthog_config": [flags],
+        }
+        return {path: api for api, routers in by_api.items() for r in routers for path in route_paths(r)}
 
     async def start(self, resources: Resources) -> None:
         self._resources = resources

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.ingest.instruments import requests_of
 from shared.errors import AnalyticsError
 from shared.http import analytics_error_response, error_response
 
@@ -44,4 +45,5 @@ class DirectRoute:
         except Exception:  # noqa: BLE001 - a bug: log it, answer JSON, never a stack trace
             log.exception("unhandled error in %s", PATH)
             response = error_response(500, "internal_error", "unexpected error; it has been logged")
+        requests_of("events", response.status_code).inc()
         await response(scope, receive, send)

@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from services.ingest.instruments import ACCEPTED, REJECTED, UNACKNOWLEDGED
 from services.ingest.native_events import NativeEvents
 from shared.contracts import envelope
 from shared.contracts.events import AcceptedEvent, DeadLetter
 from shared.contracts.topics import OutgoingMessage, Topics
-from shared.errors import InvalidRequest
+from shared.errors import BrokerUnavailable, InvalidRequest
 from shared.kafka import DurableProducer, partition_of_user
 from shared.validation import reasons
 
@@ -114,13 +115,21 @@ class Intake:
     async def publish(self) -> IngestResult:
         """Send accepted events and dead letters; 422 (nothing sent) when no event is valid."""
         if not self.accepted:
+            REJECTED.inc(len(self.rejected))
             raise InvalidRequest(
                 "no valid event in the request", details=[r.model_dump() for r in self.rejected]
             )
         topic = self.topics.events
         messages = event_messages(topic, self.accepted, self.producer.partition_count(topic))
         messages += [OutgoingMessage(self.topics.dead_letter, d.to_message()) for d in self.dead_letters]
-        await self.producer.send_all(messages)
+        try:
+            await self.producer.send_all(messages)
+        except BrokerUnavailable:
+            UNACKNOWLEDGED.inc(len(self.accepted) + len(self.rejected))
+            raise
+        ACCEPTED.inc(len(self.accepted))
+        if self.rejected:
+            REJECTED.inc(len(self.rejected))
         return IngestResult.model_construct(
             accepted=len(self.accepted),
             rejected=self.rejected,

@@ -26,12 +26,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from services.live import instruments
 from services.live.fanout_protocol import FanoutWebSocketProtocol
 from services.live.hub import Hub
 from services.live.routes import build_router
 from services.live.settings import LiveSettings
 from shared.component import BaseComponent, Resources
 from shared.live_topic import LiveTopicReader, ReaderOptions
+from shared.metrics import Readings
 
 
 @dataclass
@@ -41,6 +43,7 @@ class LiveComponent(BaseComponent):
     hub: Hub | None = None
     feed: LiveTopicReader | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    readings: Readings | None = None
 
     def routers(self) -> list[APIRouter]:
         return [build_router(self)]
@@ -51,7 +54,8 @@ class LiveComponent(BaseComponent):
 
     async def start(self, resources: Resources) -> None:
         """Follow the live topic and tick the counts."""
-        self.hub = Hub(self.settings)
+        self.hub = hub = Hub(self.settings)
+        self.readings = Readings(lambda: instruments.hub_figures(hub)).start()
         options = ReaderOptions(
             presence_ttl_seconds=self.settings.presence_ttl_seconds,
             history_messages=self.settings.history_messages,
@@ -73,6 +77,8 @@ class LiveComponent(BaseComponent):
         await self.feed.run_forever()
 
     async def stop(self) -> None:
+        if self.readings is not None:
+            self.readings.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

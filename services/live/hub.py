@@ -52,6 +52,7 @@ class Client:
         self.refilled_at = now
         self.dropped = 0
         self.dropped_total = 0
+        self.sent = 0  # messages written to the socket (plain counts: read by /metrics, shared/metrics.py)
         self.noticed_at = -math.inf
         self.wake = asyncio.Event()
         self.send_nowait = send_nowait_of(socket)
@@ -116,6 +117,7 @@ class Client:
                 written += 1
         except Exception:  # noqa: BLE001 - a broken connection: its writer's ASGI send will tell
             pass
+        self.sent += written
         return written
 
     def next_message(self, now: float) -> str | None:
@@ -146,6 +148,7 @@ class Client:
                 self.sending = True
                 try:
                     await self.socket.send_text(text)
+                    self.sent += 1
                 finally:
                     self.sending = False
 
@@ -163,6 +166,7 @@ class Hub:
         self.events_received = 0
         self.invalid_events = 0
         self.dropped_by_departed = 0
+        self.sent_by_departed = 0
 
     def connect(self, socket: WebSocket) -> Client:
         """Register a client (subscribed to every event); its first message is the active-user count."""
@@ -187,6 +191,7 @@ class Hub:
             self.unindex(client)
             self.wanted = self.names_wanted()
             self.dropped_by_departed += client.dropped_total
+            self.sent_by_departed += client.sent
 
     def unindex(self, client: Client) -> None:
         group = self.subscribers.get(client.subscription)
@@ -244,3 +249,7 @@ class Hub:
     @property
     def dropped_total(self) -> int:
         return self.dropped_by_departed + sum(c.dropped_total for c in self.clients)
+
+    @property
+    def sent_total(self) -> int:
+        return self.sent_by_departed + sum(c.sent for c in self.clients)

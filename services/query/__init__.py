@@ -6,15 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter
+from starlette.middleware import Middleware
 
 from services.query import persons_routes, routes, saved_routes, web
+from services.query.instruments import TimeQueries
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
 
 
 @dataclass
 class QueryComponent(BaseComponent):
-    """Routes only: nothing to start or stop, no health detail (BaseComponent's defaults)."""
+    """Routes and their timing only: nothing to start or stop, no health detail."""
 
     settings: QuerySettings = field(default_factory=QuerySettings)
     name: str = "query"
@@ -27,6 +29,10 @@ class QueryComponent(BaseComponent):
             saved_routes.build_router(),
             web.build_router(),
         ]
+
+    def middleware(self) -> list[Middleware]:
+        """Each answer's latency by kind and outcome (services/query/instruments.py)."""
+        return [Middleware(TimeQueries)]
 
 
 def component() -> QueryComponent:

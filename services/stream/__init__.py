@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from services.stream import person_properties
+from services.stream import instruments, person_properties
 from services.stream.deletions import carry_out_deletions
 from services.stream.faust_app import build_faust_app
 from services.stream.live_counts import register_live_counts
@@ -21,6 +21,7 @@ from services.stream.resolver import Resolver
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
 from shared.component import BaseComponent, Resources
+from shared.metrics import Readings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class StreamComponent(BaseComponent):
     loader: ClickHouseLoader | None = None
     resolver: Resolver | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    readings: Readings | None = None
 
     async def start(self, resources: Resources) -> None:
         assert resources.clickhouse is not None and resources.producer is not None
@@ -62,6 +64,10 @@ class StreamComponent(BaseComponent):
         register_events_agent(self.app, events, self.loader, self.settings, counter)
         await self.app.start()
         self.tasks = [asyncio.create_task(self.keep_persons_current(clickhouse, persons), name="persons")]
+        app, resolver = self.app, self.resolver
+        self.readings = Readings(
+            lambda: [instruments.consumer_lag(app, topics.events), *instruments.resolver_figures(resolver)]
+        ).start()
         log.info("stream processors started (group %s)", self.app.conf.id)
 
     async def keep_persons_current(self, clickhouse: ClickHouse, persons: PersonsRecorder) -> None:
@@ -77,6 +83,8 @@ class StreamComponent(BaseComponent):
                 log.exception("persons round failed; retrying")
 
     async def stop(self) -> None:
+        if self.readings is not None:
+            self.readings.stop()
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

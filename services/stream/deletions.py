@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date
 
-from services.stream import person_properties
+from services.stream import instruments, person_properties
 from services.stream.persons import PersonsRecorder
 from shared.clickhouse import ClickHouse
 from shared.contracts.persons import DELETION_COLUMNS, EVENTS_DELETED, PENDING, DeletionRecord
@@ -79,6 +79,7 @@ async def carry_out_deletions(
             await persons.refresh_properties(set())  # the persons the deletion split
             await person_properties.rebuild_index(clickhouse)
         await clickhouse.insert_json_rows(DELETIONS_TABLE, deletion.advanced(EVENTS_DELETED, days).row())
+        instruments.DELETIONS.inc()
         log.info(
             "deleted person %s (%d distinct ids, events on %d days)",
             deletion.person_key,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
+from services.stream import instruments
 from services.stream.persons import PersonsRecorder, Position
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
@@ -132,6 +133,7 @@ class ClickHouseLoader:
             await self._retry("dead-letter", lambda: self.producer.send_all(messages))
             self.stats.dead_lettered += len(decoded.dead)
             for dead in decoded.dead:
+                instruments.DEAD_LETTERS.labels(instruments.dead_letter_reason(dead.reason)).inc()
                 log.warning(
                     "dead-lettered %s[%s]@%s: %s", dead.topic, dead.partition, dead.offset, dead.reason
                 )
@@ -147,10 +149,15 @@ class ClickHouseLoader:
         await self.persons.resolve(batch)
         self.stats.loaded += len(batch.rows)
         self.stats.deleted_skipped += batch.dropped
+        instruments.LOADED.inc(len(batch.rows))
+        instruments.BATCH_EVENTS.observe(len(batch.rows))
+        if batch.dropped:
+            instruments.DELETED_SKIPPED.inc(batch.dropped)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         def failed(exc: BaseException, delay: float) -> None:
             self.stats.insert_failures += 1
+            instruments.INSERT_FAILURES.inc()
             self.stats.last_error = f"{what}: {exc}"
             log.warning("%s failed (%s); retrying in %.1fs without committing", what, exc, delay)
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 
-from services.stream import person_properties
+from services.stream import instruments, person_properties
 from services.stream.resolver import Resolver
 from shared.clickhouse import ClickHouse
 from shared.contracts.events import StoredEvent
@@ -161,7 +162,9 @@ class PersonsRecorder:
     async def store(self, batch: PersonsBatch) -> None:
         """Step 3: the events, then their links and property updates."""
         if batch.rows:
+            started = time.perf_counter()
             await self.clickhouse.insert_json_rows(EVENTS_TABLE, b"\n".join(batch.rows), ROW_SETTINGS)
+            instruments.INSERT_SECONDS.observe(time.perf_counter() - started)
         if batch.links:
             await self.clickhouse.insert_json_rows(LINKS_TABLE, links_block(batch.links))
         if batch.updates:

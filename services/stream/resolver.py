@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from services.stream import instruments
 from shared.clickhouse import ClickHouse
 from shared.contracts.persons import Link, walk
 from shared.contracts.storage import DISTINCT_IDS_TABLE, LINKS_TABLE, OVERRIDES_TABLE, PERSON_NUMBERS
@@ -289,6 +290,7 @@ class Resolver:
             rows.append(orjson.dumps({**row, "version": version}))
         if rows:
             await self.clickhouse.insert_json_rows(OVERRIDES_TABLE, b"\n".join(rows))
+            instruments.OVERRIDES_WRITTEN.inc(len(rows))
             await self.clickhouse.command(
                 f"SYSTEM RELOAD DICTIONARY {self.clickhouse.database}.{PERSON_NUMBERS}"
             )

@@ -1,5 +1,5 @@
 """The topics: names derived from one prefix (so tests and tenants can share a broker), what each holds,
-and how each is created. A message for a topic is an `OutgoingMessage`."""
+and how each is created (partitions, config, replication). A message for a topic is an `OutgoingMessage`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import NamedTuple
 
 # The live topic carries only recent counts and events; an hour is far more than any reader rewinds.
 LIVE_RETENTION_MS = 60 * 60 * 1000
+# Replication when ANALYTICS_TOPIC_REPLICATION is unset: as many copies as brokers, up to three.
+MAX_DEFAULT_REPLICATION = 3
+MIN_ISR = "min.insync.replicas"
 
 
 class OutgoingMessage(NamedTuple):
@@ -61,3 +64,14 @@ class Topics:
             self.dead_letter: TopicSpec(1),
             self.live: TopicSpec(1, {"retention.ms": str(LIVE_RETENTION_MS)}),
         }
+
+
+def default_replication(brokers: int) -> int:
+    """Replicas of each topic created on a cluster of `brokers`: 1 on one broker, 3 on three or more."""
+    return max(1, min(MAX_DEFAULT_REPLICATION, brokers))
+
+
+def min_insync_for(replication: int) -> int:
+    """One copy fewer than the replication (at least 1): with 3, an acks=all write needs two copies,
+    so one broker may be down and a 202 still means two brokers hold the event."""
+    return max(1, replication - 1)

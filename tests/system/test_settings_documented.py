@@ -35,7 +35,9 @@ def defaults() -> dict[str, Any]:
 
 
 def shown(value: Any) -> str:
-    """A default as the README writes it."""
+    """A default as the README writes it (None, like "", is no default: the README says what then)."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
