@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import dashboard_paint
 from bench import ingest as ingest_bench
 from bench import pipeline as pipeline_bench
 from bench.procstats import PeakRss, rss_of
@@ -28,7 +29,7 @@ from deploy.kafka.broker import REPO, KafkaBroker, free_port
 from deploy.processes import ServiceProcess, stop_all
 from shared.contracts.topics import Topics
 
-SECTIONS = ("ingest", "pipeline", "freshness", "query", "live", "persons")
+SECTIONS = ("ingest", "pipeline", "freshness", "query", "live", "persons", "dashboard")
 INGEST_KEY = "bench-ingest-key-0123456789"
 READ_KEY = "bench-read-key-0123456789ab"
 ADMIN_KEY = "bench-admin-key-0123456789a"
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             section_started = time.monotonic()
             if section == "query":
                 bench.run_query()
+            elif section == "dashboard":
+                dashboard_paint.run(args.scale, args.runs, workdir / "dashboard", bench.add)
             else:
                 steps[section]()
             bench.add(Figure(f"bench wall time: {section}", "s", [time.monotonic() - section_started]))
