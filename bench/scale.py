@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         for events in sizes:
             print(f"== {events:,} events", flush=True)
             rows.append(measure_size(events, args.runs, root))
+            write(rows, started)  # after each size: a later size's failure keeps these
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report = write(rows, started)
