@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.query.cohort import CohortRequest, CohortResponse, run_cohort
-from services.query.funnel import FunnelRequest, FunnelResponse, run_funnel
+from services.query.funnel import AnyFunnelResponse, run_funnel
+from services.query.funnel_models import FunnelPersonsRequest, FunnelPersonsResponse, FunnelRequest
+from services.query.funnel_persons import run_funnel_persons
 from services.query.settings import QuerySettings
 from services.query.stats import StatsResponse, basic_stats
 from shared.contracts.dates import DateRange
@@ -36,11 +38,20 @@ def build_router(settings: QuerySettings) -> APIRouter:
         period = DateRange.checked(start_date, end_date, max_days=settings.max_range_days)
         return await basic_stats(clickhouse, period, settings.timeout_seconds)
 
-    @router.post("/funnel", response_model=FunnelResponse, responses=QUERY_RESPONSES)
-    async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> FunnelResponse:
-        """Users reaching each step of a funnel in the date range, optionally broken down by a property."""
+    @router.post("/funnel", response_model=AnyFunnelResponse, responses=QUERY_RESPONSES)
+    async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> AnyFunnelResponse:
+        """Persons (or entries) reaching each step of a funnel in the date range, optionally broken down
+        by a property; or the time to convert, or conversion per entry period (`view`)."""
         DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
         return await run_funnel(clickhouse, body, settings.timeout_seconds)
+
+    @router.post("/funnel/persons", response_model=FunnelPersonsResponse, responses=QUERY_RESPONSES)
+    async def funnel_persons(
+        clickhouse: ClickHouseDep, _: ReadKey, body: FunnelPersonsRequest
+    ) -> FunnelPersonsResponse:
+        """The persons who reached a funnel step, or dropped before it, a page at a time."""
+        DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
+        return await run_funnel_persons(clickhouse, body, settings.timeout_seconds)
 
     @router.get("/cohort", response_model=CohortResponse, responses=QUERY_RESPONSES)
     async def cohort(
