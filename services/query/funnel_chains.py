@@ -51,6 +51,14 @@ def exclusion_masks(request: FunnelRequest) -> list[tuple[int, int]]:
     return masks
 
 
+def bit_or(masks: list[str]) -> str:
+    """The OR of UInt32 masks (two exclusions may kill the same levels)."""
+    found = masks[0]
+    for mask in masks[1:]:
+        found = f"bitOr({found}, toUInt32({mask}))"
+    return f"toUInt32({found})"
+
+
 def property_key(ref: PropertyRef, name: str, params: dict[str, Any]) -> str:
     params[name] = ref.property
     return key_sql(name, ref.source)
@@ -76,7 +84,7 @@ def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
     return f"""
         SELECT {PERSON} AS person, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                toUInt32({step_mask_sql(steps, params)}) AS mask,
-               toUInt32({" + ".join(kills_before)}) AS kb, toUInt32({" + ".join(kills_created)}) AS kc,
+               {bit_or(kills_before)} AS kb, {bit_or(kills_created)} AS kc,
                {f"({', '.join(held)}, 0)" if held else "0"} AS hk, {breakdown} AS bk
         FROM {EVENTS_TABLE} FINAL
         WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
