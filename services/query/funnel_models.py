@@ -19,6 +19,7 @@ from shared.errors import InvalidRequest
 DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 MAX_WINDOW_MONTHS = 12
+MAX_PROPERTY_NAME_LENGTH = 200  # as filters.PropertyName
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 EventName = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
 Filters = Annotated[list[PropertyFilter], Field(max_length=20)]
@@ -53,8 +54,12 @@ class PropertyRef(BaseModel):
 
 
 def ref_of(value: Any) -> Any:
-    """A bare name is an event property."""
-    return {"property": value} if isinstance(value, str) else value
+    """A bare name is an event property (checked here, so a bad name is reported where it was given)."""
+    if not isinstance(value, str):
+        return value
+    if not 1 <= len(value) <= MAX_PROPERTY_NAME_LENGTH:
+        raise ValueError(f"a property name has 1 to {MAX_PROPERTY_NAME_LENGTH} characters")
+    return {"property": value}
 
 
 Property = Annotated[PropertyRef, BeforeValidator(ref_of, json_schema_input_type=PropertyName | PropertyRef)]
