@@ -582,8 +582,13 @@ def period_label(start: date, period_type: str) -> str:
     return start.strftime("%Y-%m") if period_type == "monthly" else start.isoformat()
 
 
+def cohort_matches(e: Event, event: str | None, filters: list[dict[str, Any]]) -> bool:
+    return event in (None, e.event) and all(passes(e.properties, f) for f in filters)
+
+
 def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
-    """The cohort response for the API's query parameters over `events`."""
+    """The cohort response for the API's query parameters over `events` (filters and the breakdown as
+    objects, not JSON text)."""
     period_type, count = params.get("period_type", "weekly"), params.get("periods", 8)
     end = date.fromisoformat(params["end_date"])
     starts = [period_of(end, period_type)]
@@ -592,21 +597,55 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     known = [e for e in deduplicated(events) if e.timestamp.date() <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
+    values: dict[str, tuple[bool, str]] = {}
     for user in {e.user_id for e in known}:
-        begun = [e.timestamp for e in known if e.user_id == user and start_event in (None, e.event)]
-        if begun and period_of(min(begun).date(), period_type) in members:
-            members[period_of(min(begun).date(), period_type)].add(user)
-    returns = [e for e in known if return_event in (None, e.event)]
+        begun = [
+            e
+            for e in known
+            if e.user_id == user and cohort_matches(e, start_event, params.get("start_filters", []))
+        ]
+        if begun:
+            first = min(e.timestamp for e in begun)
+            if period_of(first.date(), period_type) in members:
+                members[period_of(first.date(), period_type)].add(user)
+                if params.get("breakdown"):
+                    values[user] = min(
+                        prop_key(e, params["breakdown"]) for e in begun if e.timestamp == first
+                    )
+    returns = [e for e in known if cohort_matches(e, return_event, params.get("return_filters", []))]
     returned = {(e.user_id, period_of(e.timestamp.date(), period_type)) for e in returns}
-    result = []
-    for i, start in enumerate(starts):
-        users = members[start]
-        data = []
-        for k in range(count - i):
-            n = sum(1 for u in users if (u, starts[i + k]) in returned)
-            data.append({"period": k, "percentage": percent(n, len(users)), "count": n})
-        result.append({"cohort_date": period_label(start, period_type), "users": len(users), "data": data})
-    return {"cohorts": result}
+    if params.get("retention_type") == "first_time":  # period 0 counts the start itself
+        returned |= {(u, s) for s, users in members.items() for u in users}
+
+    def table(chosen: set[str]) -> list[dict[str, Any]]:
+        result = []
+        for i, start in enumerate(starts):
+            users = members[start] & chosen
+            data = []
+            for k in range(count - i):
+                later = starts[i + k :] if params.get("cumulative") else [starts[i + k]]
+                n = sum(1 for u in users if any((u, s) in returned for s in later))
+                data.append({"period": k, "percentage": percent(n, len(users)), "count": n})
+            result.append(
+                {"cohort_date": period_label(start, period_type), "users": len(users), "data": data}
+            )
+        return result
+
+    everyone = set().union(*members.values())
+    response: dict[str, Any] = {"cohorts": table(everyone)}
+    if params.get("breakdown"):
+        persons: dict[tuple[bool, str], set[str]] = {}
+        for user, key in values.items():
+            persons.setdefault(key, set()).add(user)
+        ranked = sorted(persons, key=lambda k: (-len(persons[k]), k))
+        top, rest = ranked[:TOP_VALUES], ranked[TOP_VALUES:]
+        response["breakdown"] = [
+            {"value": None if k[0] else k[1], "other": False, "cohorts": table(persons[k])} for k in top
+        ]
+        if rest:
+            merged = set().union(*(persons[k] for k in rest))
+            response["breakdown"].append({"value": "Other", "other": True, "cohorts": table(merged)})
+    return response
 
 
 # --- daily metrics ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ the user returned in shown period i (measured against `retention()`: docs/perfor
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.query import cohort_sql
 from services.query.cohort_sql import event_condition
+from services.query.filters import all_filters_sql
+from services.query.funnel_models import Filters, Property
+from services.query.funnel_sql import key_sql
 from services.query.rounding import percentage
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import Day
@@ -36,6 +40,23 @@ EventName = Annotated[
 ]
 
 
+def json_text(value: Any) -> Any:
+    """A query string carries lists and objects as JSON text (`start_filters=[{...}]`, repeated or
+    not); a body carries them as JSON."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        parsed = [json_text(v) for v in value]
+        return [item for p in parsed for item in (p if isinstance(p, list) else [p])]
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError("not valid JSON") from exc
+    return None if value == "" else value
+
+
+FromJson = BeforeValidator(json_text)
+
+
 class CohortRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -46,6 +67,17 @@ class CohortRequest(BaseModel):
     )
     start_event: EventName = Field(None, description="Event that places a user in a cohort (default: any)")
     return_event: EventName = Field(None, description="Event that counts as a return (default: any)")
+    retention_type: Literal["recurring", "first_time"] = Field(
+        "recurring", description="first_time: period 0 counts the start itself (README)"
+    )
+    cumulative: bool = Field(False, description="Retained in period k: a return in k or any later period")
+    breakdown: Annotated[Property | None, FromJson] = Field(
+        None, description="A property of the cohort-starting event (or of the person): one table per value"
+    )
+    start_filters: Annotated[Filters, FromJson] = Field([], description="On the start event (JSON in a URL)")
+    return_filters: Annotated[Filters, FromJson] = Field(
+        [], description="On the return event (JSON in a URL)"
+    )
 
     @property
     def last_day(self) -> date:
@@ -71,6 +103,16 @@ class Cohort(BaseModel):
 
 class CohortResponse(BaseModel):
     cohorts: list[Cohort]
+
+
+class BreakdownCohorts(BaseModel):
+    value: str | None = Field(description="The value on the cohort-starting event; null when absent")
+    other: bool = Field(False, description="True for the bucket that merges every value beyond the top 10")
+    cohorts: list[Cohort]
+
+
+class CohortBreakdownResponse(CohortResponse):
+    breakdown: list[BreakdownCohorts] = Field(description="One table per top-10 value by persons, then Other")
 
 
 def period_start(day: date, period_type: str) -> date:
@@ -104,8 +146,10 @@ def label(start: date, period_type: str) -> str:
 
 def build(request: CohortRequest) -> tuple[str, dict[str, Any]]:
     """Rows (cohort index, users, [returning users at offset 0, 1, ...]) for non-empty cohorts: from the
-    per-user summary when any event counts, else from a scan of the events."""
-    if request.start_event is None and request.return_event is None:
+    per-user summary when any event counts, else from a scan of the events. With a breakdown, rows
+    (bucket, missing, value, cohort index, users, [returning]) from the scan (bucket 0: everyone)."""
+    scanned = request.start_filters or request.return_filters or request.breakdown is not None
+    if request.start_event is None and request.return_event is None and not scanned:
         return build_from_summary(request)
     return build_scan(request)
 
@@ -118,7 +162,8 @@ def build_from_summary(request: CohortRequest) -> tuple[str, dict[str, Any]]:
         "end_day": (request.last_day - EPOCH_DAY).days + 1,
         "margin": cohort_sql.CHANGED_MARGIN_SECONDS,
     }
-    return cohort_sql.summary_sql(request.period_type, request.periods), params
+    # the first event is a return of its own period: first_time answers as recurring here
+    return cohort_sql.summary_sql(request.period_type, request.periods, request.cumulative), params
 
 
 def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
@@ -131,18 +176,58 @@ def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
         "range_end": datetime.combine(request.last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC),
     }
     is_start = event_condition(request.start_event, "start_event", params)
+    is_start += f" AND {all_filters_sql(request.start_filters, 'sf', params)}"
     is_return = event_condition(request.return_event, "return_event", params)
+    is_return += f" AND {all_filters_sql(request.return_filters, 'rf', params)}"
     events = [e for e in (request.start_event, request.return_event) if e is not None]
     event_filter = "1"
     if len(events) == 2:
         params["events"] = events
         event_filter = "event IN {events:Array(String)}"
-    sql = cohort_sql.scan_sql(request.period_type, request.periods, is_start, is_return, event_filter)
+    breakdown = None
+    if request.breakdown is not None:
+        params["breakdown"] = request.breakdown.property
+        breakdown = key_sql("breakdown", request.breakdown.source)
+    sql = cohort_sql.scan_sql(
+        request.period_type,
+        request.periods,
+        is_start,
+        is_return,
+        event_filter,
+        first_time=request.retention_type == "first_time",
+        cumulative=request.cumulative,
+        breakdown=breakdown,
+    )
     return sql, params
 
 
 def parse(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortResponse:
     """Every shown period as a cohort (empty ones too), with offsets up to the last shown period."""
+    if request.breakdown is not None:
+        return parse_breakdown(rows, request)
+    return CohortResponse(cohorts=cohorts_of(rows, request))
+
+
+def parse_breakdown(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortBreakdownResponse:
+    """The whole table from bucket 0, one per value bucket (1-10, 11: Other)."""
+    per_bucket: dict[int, list[tuple[Any, ...]]] = {}
+    labels: dict[int, str | None] = {}
+    for bucket, missing, value, index, users, counts in rows:
+        per_bucket.setdefault(int(bucket), []).append((index, users, counts))
+        labels[int(bucket)] = None if missing else str(value)
+    tables = [
+        BreakdownCohorts(
+            value="Other" if b == cohort_sql.TOP_VALUES + 1 else labels[b],
+            other=b == cohort_sql.TOP_VALUES + 1,
+            cohorts=cohorts_of(per_bucket[b], request),
+        )
+        for b in sorted(per_bucket)
+        if b > 0
+    ]
+    return CohortBreakdownResponse(cohorts=cohorts_of(per_bucket.get(0, []), request), breakdown=tables)
+
+
+def cohorts_of(rows: list[tuple[Any, ...]], request: CohortRequest) -> list[Cohort]:
     found = {int(index): (int(users), [int(c) for c in counts]) for index, users, counts in rows}
     cohorts = []
     for i, start in enumerate(request.period_starts()):
@@ -152,7 +237,7 @@ def parse(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortResponse
             for k in range(request.periods - i)
         ]
         cohorts.append(Cohort(cohort_date=label(start, request.period_type), users=users, data=data))
-    return CohortResponse(cohorts=cohorts)
+    return cohorts
 
 
 async def run_cohort(clickhouse: ClickHouse, request: CohortRequest, timeout: float) -> CohortResponse:

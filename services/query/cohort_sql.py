@@ -23,6 +23,8 @@ from typing import Any
 
 from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, PERSON
 
+TOP_VALUES = 10
+
 SUMMARY_SWAPPED = "the cohort summary was rebuilt during the query"
 # An insert stamps `inserted_at` (now(), in seconds) before its part is committed; a summary built in
 # between would miss the rows without seeing them as changed. A minute covers any insert in flight.
@@ -60,7 +62,12 @@ def counts_sql(periods: int, returned_at_offset: str) -> str:
     return f"arrayMap(k -> toUInt64({returned_at_offset}), range({periods} - cohort))"
 
 
-def summary_sql(period_type: str, periods: int) -> str:
+def retained_sql(mask: str, at: str, cumulative: bool) -> str:
+    """Retained at shown period `at`: a return in it, or with `cumulative` in it or any later one."""
+    return f"bitShiftRight({mask}, {at}) != 0" if cumulative else f"bitTest({mask}, {at})"
+
+
+def summary_sql(period_type: str, periods: int, cumulative: bool = False) -> str:
     """Cohort rows when any event starts and any event returns (see the module doc). Each user becomes
     (sign, cohort, bit mask of the shown periods they were active in): every summarised user (+1),
     minus the changed ones among them (-1, a primary-key lookup in the summary), plus the changed users
@@ -69,7 +76,8 @@ def summary_sql(period_type: str, periods: int) -> str:
     period = DAY_PERIOD[period_type]
     return f"""
         SELECT cohort, sum(n) AS users,
-               sumForEach(arrayMap(k -> bitTest(mask, cohort + k) * n, range({periods} - cohort)))
+               sumForEach(arrayMap(k -> toUInt64({retained_sql("mask", "cohort + k", cumulative)}) * n,
+                                   range({periods} - cohort)))
         FROM (
             SELECT cohort, mask, sum(sign) AS n
             FROM (
@@ -117,24 +125,62 @@ def recomputed_users_sql(period: str) -> str:
         HAVING countIf({known}) > 0 AND {first_known} >= {{first_day:Int32}}"""
 
 
-def scan_sql(period_type: str, periods: int, is_start: str, is_return: str, event_filter: str) -> str:
-    """Cohort rows from one scan of the events grouped by user: `active` has bit i set when the user
-    returned in shown period i."""
+def scan_sql(
+    period_type: str,
+    periods: int,
+    is_start: str,
+    is_return: str,
+    event_filter: str,
+    *,
+    first_time: bool = False,
+    cumulative: bool = False,
+    breakdown: str | None = None,
+) -> str:
+    """Cohort rows from one scan of the events grouped by person: `active` has bit i set when the
+    person returned in shown period i (first_time: their cohort's bit too, the start counts). With a
+    breakdown, rows per (value on the cohort-starting event, cohort): see breakdown_sql."""
     index = PERIOD_INDEX[period_type]
-    return f"""
-        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, "bitTest(active, cohort + k)")})
-        FROM (
+    mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
+    retained = "bitTest(active, cohort + k)" if mask == "active" and not cumulative else None
+    counts = counts_sql(periods, retained or retained_sql(mask, "cohort + k", cumulative))
+    value = ", minIf((timestamp, bk), is_start).2 AS bk" if breakdown else ""
+    key = f", if(is_start, {breakdown}, (false, '')) AS bk" if breakdown else ""  # parsed for starts only
+    people = f"""
             SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
-                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
-            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start,
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
+            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start{key},
                          {index.format(t="timestamp")} AS period,
                          {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
                   FROM {EVENTS_TABLE} FINAL
                   WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
             GROUP BY person
-            HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}})
+            HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}}"""
+    if breakdown:
+        return breakdown_sql(people, counts)
+    return f"""
+        SELECT cohort, count() AS users, sumForEach({counts})
+        FROM ({people})
         GROUP BY cohort
         ORDER BY cohort"""
+
+
+def breakdown_sql(people: str, counts: str) -> str:
+    """(bucket, missing, value, cohort, users, [returning at k]): the values with the most persons in
+    the shown cohorts are buckets 1-10, the rest 11; bucket 0 is every person."""
+    return f"""
+        SELECT if(grouping(bucket) = 1, 0, bucket) AS bucket_id, argMin(missing, rank), argMin(value, rank),
+               cohort, sum(users), sumForEach(returning)
+        FROM (
+            SELECT least(dense_rank() OVER (ORDER BY persons DESC, missing, value), {TOP_VALUES + 1}) AS bucket,
+                   dense_rank() OVER (ORDER BY persons DESC, missing, value) AS rank,
+                   missing, value, cohort, users, returning
+            FROM (
+                SELECT bk.1 AS missing, bk.2 AS value, cohort, count() AS users, sumForEach({counts}) AS returning,
+                       sum(count()) OVER (PARTITION BY missing, value) AS persons
+                FROM ({people})
+                GROUP BY missing, value, cohort))
+        GROUP BY GROUPING SETS ((bucket, cohort), (cohort))
+        ORDER BY bucket_id, cohort"""
 
 
 def event_condition(event: str | None, name: str, params: dict[str, Any]) -> str:

@@ -34,6 +34,14 @@ from typing import Any
 from services.query.filters import all_filters_sql
 from services.query.funnel_models import FunnelRequest, PropertyRef
 from services.query.funnel_sql import NO_BREAKDOWN_KEY, key_sql, step_mask_sql
+from services.query.funnel_single import (
+    KEY_TYPE,
+    needs_keys,
+    result_sql,
+    single_aggregates,
+    single_columns,
+    single_results,
+)
 from services.query.funnel_windows import period_index_sql, window_end_sql
 from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
 
@@ -66,9 +74,10 @@ def property_key(ref: PropertyRef, name: str, params: dict[str, Any]) -> str:
 
 def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
     """person, user_id, ts, mask (steps), kb / kc (levels an exclusion event kills), hk (held values),
-    bk (breakdown value) of every event in the range matching a step or an exclusion."""
+    bk (breakdown value), xm (bit i: matches exclusion i) of every event in the range matching a step
+    or an exclusion."""
     steps = [(s.event, s.filters) for s in request.steps]
-    kills_before, kills_created = ["toUInt32(0)"], ["toUInt32(0)"]
+    kills_before, kills_created, matched_bits = ["toUInt32(0)"], ["toUInt32(0)"], ["toUInt32(0)"]
     for i, (x, (before, created)) in enumerate(
         zip(request.exclusions, exclusion_masks(request), strict=True)
     ):
@@ -76,16 +85,26 @@ def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
         matched = f"(event = {{x{i}:String}} AND {all_filters_sql(x.filters, f'x{i}f', params)})"
         kills_before.append(f"if({matched}, {before}, 0)")
         kills_created.append(f"if({matched}, {created}, 0)")
-    held = [property_key(ref, f"h{i}", params) for i, ref in enumerate(request.hold_constant)]
+        matched_bits.append(f"if({matched}, {1 << i}, 0)")
+    held = "0"
+    if request.hold_constant:
+        keys = [property_key(ref, f"h{i}", params) for i, ref in enumerate(request.hold_constant)]
+        nothing = ", ".join(NO_BREAKDOWN_KEY for _ in keys)
+        held = f"if(mask > 0, ({', '.join(keys)}, 0), ({nothing}, 0))"  # parsed for step rows only
     breakdown = NO_BREAKDOWN_KEY
     if request.breakdown is not None:
-        breakdown = property_key(request.breakdown, "breakdown", params)
+        on = (
+            "bitTest(mask, 0)"
+            if request.breakdown_attribution in ("first_touch", "all_events")
+            else "mask > 0"
+        )
+        breakdown = f"if({on}, {property_key(request.breakdown, 'breakdown', params)}, {NO_BREAKDOWN_KEY})"
     params["events"] = sorted({s.event for s in request.steps} | {x.event for x in request.exclusions})
     return f"""
         SELECT {PERSON} AS person, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                toUInt32({step_mask_sql(steps, params)}) AS mask,
-               {bit_or(kills_before)} AS kb, {bit_or(kills_created)} AS kc,
-               {f"({', '.join(held)}, 0)" if held else "0"} AS hk, {breakdown} AS bk
+               {bit_or(kills_before)} AS kb, {bit_or(kills_created)} AS kc, {held} AS hk,
+               CAST({breakdown} AS {KEY_TYPE}) AS bk, {bit_or(matched_bits)} AS xm
         FROM {EVENTS_TABLE} FINAL
         WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(request.filters, "gf", params)} AND (mask > 0 OR kb > 0)"""
@@ -97,14 +116,15 @@ def unordered_seen(seen: str, mask: str, ts: str, steps: int) -> str:
     return f"arrayMap((f, j) -> if(f = 0 AND bitTest({mask}, j - 1), {ts} + 1, f), {seen}, range(1, {steps + 1}))"
 
 
-def ordered_fold(steps: int, strict: bool) -> str:
+def ordered_fold(steps: int, strict: bool, span: str) -> str:
     """The per-start fold over moments m = (ts, group mask, kb, kc, any-step mask) of ordered and
     strict funnels. State: 1 alive levels (may be extended), 2 their chains, 3 clean levels (reached
-    and not killed), 4 their chains, 5 plain alive levels (exclusions ignored), 6 plain levels reached.
-    Without strict, alive and clean coincide."""
+    and not killed), 4 their chains, 5 plain alive levels (exclusions ignored), 6 plain levels
+    reached. Without strict the alive levels are the clean ones and the plain alive ones those
+    reached: the state is 1, 2 and 6 (3-5 stay empty)."""
     start = "toUInt32(m.1 = s)"
     made = f"bitAnd(bitAnd(bitOr(bitShiftLeft(acc.1, 1), {start}), m.2), bitNot(m.4))"
-    plain_made = f"bitAnd(bitOr(bitShiftLeft(acc.5, 1), {start}), m.2)"
+    plain_made = f"bitAnd(bitOr(bitShiftLeft({'acc.5' if strict else 'acc.6'}, 1), {start}), m.2)"
     chain = "if(j = 1, [m.1], arrayPushBack(acc.2[j - 1], m.1))"
 
     def keep(kept: str, chains: str) -> str:
@@ -115,130 +135,171 @@ def ordered_fold(steps: int, strict: bool) -> str:
         )
 
     survivors = "bitAnd(acc.1, bitNot(m.3))"
-    runs = f"if(m.5 > 0, toUInt32(0), {survivors})" if strict else survivors
-    clean = "bitAnd(acc.3, bitNot(m.3))"
-    plain = f"if(m.5 > 0, {plain_made}, acc.5)" if strict else f"bitOr(acc.5, {plain_made})"
-    step = (
-        f"(bitOr({runs}, {made}), {keep(runs, 'acc.2')}, bitOr({clean}, {made}), {keep(clean, 'acc.4')}, "
-        f"{plain}, bitOr(acc.6, {plain_made}))"
-    )
     chains = f"arrayResize([{EMPTY}], {steps})"
+    if strict:  # a moment with any step event ends the runs it does not extend; they stay clean
+        runs, clean = f"if(m.5 > 0, toUInt32(0), {survivors})", "bitAnd(acc.3, bitNot(m.3))"
+        rest = f"bitOr({clean}, {made}), {keep(clean, 'acc.4')}, if(m.5 > 0, {plain_made}, acc.5)"
+    else:
+        runs, rest = survivors, f"toUInt32(0), {chains}, toUInt32(0)"
+    step = f"(bitOr({runs}, {made}), {keep(runs, 'acc.2')}, {rest}, bitOr(acc.6, {plain_made}))"
     initial = f"(toUInt32(0), {chains}, toUInt32(0), {chains}, toUInt32(0), toUInt32(0))"
-    return f"arrayFold((acc, m) -> {step}, span, {initial})"
+    return f"arrayFold((acc, m) -> {step}, {span}, {initial})"
 
 
-def ordered_start_sql() -> str:
-    """From the fold's end state `f`: plain level, whether a chain reaching it is clean, its times."""
-    return """bitCount(f.6) AS plain_level, plain_level > 0 AND bitTest(f.3, plain_level - 1) AS survived,
-               f.4[plain_level] AS step_times, step_times AS reach"""
-
-
-def unordered_fold(steps: int) -> str:
+def unordered_fold(steps: int, span: str) -> str:
     """The per-start fold over moments for unordered funnels. State: 1 the first moment + 1 of each
     step (0: not yet), 2 killed: an exclusion event after the start before every step happened."""
     seen = unordered_seen("acc.1", "m.2", "m.1", steps)
     step = f"({seen}, acc.2 OR (m.3 > 0 AND m.1 > s AND has({seen}, 0)))"
-    return f"arrayFold((acc, m) -> {step}, span, (arrayResize(emptyArrayUInt64(), {steps}), false))"
+    return f"arrayFold((acc, m) -> {step}, {span}, (arrayResize(emptyArrayUInt64(), {steps}), false))"
 
 
-def unordered_start_sql(steps: int) -> str:
-    return f"""if(has(f.1, 0), indexOf(f.1, 0) - 1, {steps}) AS plain_level,
-               NOT f.2 AND plain_level > 0 AS survived,
-               arrayMap(x -> toUInt64(x - 1), arraySlice(f.1, 1, plain_level)) AS step_times,
-               arrayMap(j -> if(j = 1, s, toUInt64(arrayMax(arraySlice(step_times, 1, j)))), range(1, plain_level + 1))
-                   AS reach"""
+ROWS = "arrayZip(tss, masks, arrayMap(e -> e.3, ev), arrayMap(e -> e.4, ev), arrayMap(e -> e.2, ev))"
+# Rows of one millisecond merged into a moment (their masks ORed), unless no two rows share one.
+MOMENTS = f"""if(arrayAll(d -> d != 0, arrayPopFront(arrayDifference(tss))), {ROWS},
+              arrayMap(g -> (g[1].1, arrayReduce('groupBitOr', arrayMap(e -> e.2, g)),
+                             arrayReduce('groupBitOr', arrayMap(e -> e.3, g)),
+                             arrayReduce('groupBitOr', arrayMap(e -> e.4, g)),
+                             arrayReduce('groupBitOr', arrayMap(e -> e.5, g))),
+                       arraySplit((e, d) -> d != 0, {ROWS}, arrayDifference(tss))))"""
 
 
-MOMENTS = """arrayMap(g -> (g[1].1, arrayReduce('groupBitOr', arrayMap(e -> e.2, g)),
-                    arrayReduce('groupBitOr', arrayMap(e -> e.3, g)), arrayReduce('groupBitOr', arrayMap(e -> e.4, g)),
-                    arrayReduce('groupBitOr', arrayMap(e -> e.5, g))),
-              arraySplit((e, d) -> d != 0, arrayZip(tss, masks, arrayMap(e -> e.3, ev), arrayMap(e -> e.4, ev),
-                                                      arrayMap(e -> e.2, ev)), arrayDifference(tss)))"""
+def let(bindings: list[tuple[str, str]], body: str) -> str:
+    """`body` with each name bound to its value, computed once (a lambda over one-element arrays):
+    ClickHouse would expand a repeated alias inside one expression, and a subquery column is computed
+    for every row, where this expression runs only for the rows that need it."""
+    names = ", ".join(name for name, _ in bindings)
+    values = ", ".join(f"[{value}]" for _, value in bindings)
+    return f"arrayMap(({names}) -> {body}, {values})[1]"
 
 
 def key_at(step: str, at: str) -> str:
     """The smallest breakdown value among the group's rows at `at` matching step `step`."""
-    return f"arrayReduce('min', arrayMap(e -> e.6, arrayFilter(e -> e.1 = {at} AND e.5 = hv AND bitTest(e.2, {step} - 1), ev)))"
+    rows = f"arrayFilter(e -> e.1 = {at} AND e.5 = hv AND bitTest(e.2, {step} - 1), ev)"
+    return f"arrayReduce('min', arrayMap(e -> e.6, {rows}))"
 
 
-def starts_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
-    """One row per (person, held value, start) with the start's outcome: plain_level, survived, reach
-    (the chain's reach times), step_times (its step times), s, start_keys (the breakdown values of the
-    step-1 events at the start), last_key / step_key (values on the chain), first_bk, distinct_id."""
+def keys_sql(request: FunnelRequest, unit: str, level: str, times: str, s: str) -> tuple[str, str, str]:
+    """The values a unit's bucket may need (the others are left empty: computing them costs)."""
+    last, step, starting = needs_keys(request, unit)
+    k = (request.breakdown_attribution_step or 0) + 1
+    found = [NO_BREAKDOWN_KEY, NO_BREAKDOWN_KEY, "[]"]
+    if last:
+        found[0] = f"if({level} > 0, {key_at(level, f'{times}[{level}]')}, {NO_BREAKDOWN_KEY})"
+    if step:
+        found[1] = f"if({level} >= {k}, {key_at(str(k), f'{times}[{k}]')}, {NO_BREAKDOWN_KEY})"
+    if starting:
+        found[2] = f"arrayMap(e -> e.6, arrayFilter(e -> e.1 = {s} AND e.5 = hv AND bitTest(e.2, 0), ev))"
+    return found[0], found[1], found[2]
+
+
+def searched_sql(request: FunnelRequest, unit: str) -> str:
+    """The outcome of every start of a group (person, or person and held value: columns ev, hv), by
+    the folds of the module doc, as one expression."""
     steps = len(request.steps)
+    unordered = request.mode == "unordered"
+    span = f"arraySlice(moments, p, arrayCount(t -> t <= {window_end_sql(request, 's')}, moment_ts) - p + 1)"
+    if unordered:
+        fold = unordered_fold(steps, span)
+        level = f"if(has(f.1, 0), indexOf(f.1, 0) - 1, {steps})"
+        survived, times = "NOT f.2 AND l > 0", "arrayMap(x -> toUInt64(x - 1), arraySlice(f.1, 1, l))"
+        reach = "arrayMap(j -> if(j = 1, o.1, toUInt64(arrayMax(arraySlice(o.4, 1, j)))), range(1, o.2 + 1))"
+    else:
+        strict = request.mode == "strict"
+        fold = ordered_fold(steps, strict, span)
+        clean, chains = ("f.3", "f.4") if strict else ("f.1", "f.2")
+        level, survived, times, reach = (
+            "bitCount(f.6)",
+            f"l > 0 AND bitTest({clean}, l - 1)",
+            f"{chains}[l]",
+            "o.4",
+        )
+    starts = "m > 0" if unordered else "bitTest(m, 0)"  # a moment of this group's steps / its step 1
+    masks = "arrayMap(e -> if(e.5 = hv, e.2, 0), ev)" if request.hold_constant else "arrayMap(e -> e.2, ev)"
+    outcomes = f"""arrayMap(o -> {result_sql("o.1", "o.2", "o.3", reach, "o.4", keys_sql(request, unit, "o.2", "o.4", "o.1"))},
+                   arrayMap((f, s, l) -> (s, l, {survived}, {times}), folds, start_ts, arrayMap(f -> toUInt8({level}), folds)))"""
+    with_folds = let([("folds", f"arrayMap((p, s) -> {fold}, starts, start_ts)")], outcomes)
+    with_starts = let([("start_ts", "arrayMap(i -> moment_ts[i], starts)")], with_folds)
+    found = "arrayFilter((i, m) -> " + starts + ", arrayEnumerate(moments), arrayMap(m -> m.2, moments))"
+    with_moments = let([("moment_ts", "arrayMap(m -> m.1, moments)"), ("starts", found)], with_starts)
+    return let(
+        [("tss", "arrayMap(e -> e.1, ev)"), ("masks", masks)], let([("moments", MOMENTS)], with_moments)
+    )
+
+
+def groups_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
+    """One row per person (per person and held value with hold_constant) and `results`, the outcome of
+    each of its starts: the closed form for a person with at most one row per step, else the search."""
     params["window"] = request.window_ms
     if request.window_months is not None:
         params["window_months"] = request.window_months
-    unordered = request.mode == "unordered"
-    fold = unordered_fold(steps) if unordered else ordered_fold(steps, request.mode == "strict")
-    outcome = unordered_start_sql(steps) if unordered else ordered_start_sql()
-    starts = "m > 0" if unordered else "bitTest(m, 0)"  # a moment of this group's steps / its step 1
-    k = (request.breakdown_attribution_step or 0) + 1
+    rule = request.breakdown_attribution if request.breakdown is not None else None
+    first_bk = "minIf((ts, bk), bitTest(mask, 0)).2" if rule == "first_touch" else NO_BREAKDOWN_KEY
+    last, step, starting = needs_keys(request, unit)
+    bk = "bk" if last or step or starting else "0"  # the search reads values only for these
+    aggregates = [] if request.hold_constant else single_aggregates(request, unit)
+    people = f"""
+        SELECT person, min(user_id) AS distinct_id, {first_bk} AS first_bk,
+               arraySort(groupArray((ts, mask, kb, kc, {"hk" if request.hold_constant else "0"}, {bk}, xm))) AS ev
+               {"".join(f", {a}" for a in aggregates)}
+        FROM ({rows_sql(request, params)})
+        GROUP BY person
+        HAVING countIf(mask > 0) > 0"""
+    if request.hold_constant:  # one search per held value among the person's step rows
+        values = "arrayDistinct(arrayMap(e -> e.5, arrayFilter(e -> e.2 > 0, ev)))"
+        return f"""
+            SELECT person, distinct_id, first_bk, hv, {searched_sql(request, unit)} AS results
+            FROM ({people}) ARRAY JOIN {values} AS hv"""
     return f"""
-        SELECT person, distinct_id, first_bk, hv, s, {period_index_sql(request.interval, "s")} AS period,
-               plain_level, survived, reach, step_times,
-               arrayMap(e -> e.6, arrayFilter(e -> e.1 = s AND e.5 = hv AND bitTest(e.2, 0), ev)) AS start_keys,
-               if(plain_level > 0, {key_at("plain_level", "step_times[plain_level]")}, {NO_BREAKDOWN_KEY})
-                   AS last_key,
-               if(plain_level >= {k}, {key_at(str(k), f"step_times[{k}]")}, {NO_BREAKDOWN_KEY}) AS step_key
-        FROM (
-            SELECT *, moment_ts[p] AS s, arrayCount(t -> t <= {window_end_sql(request, "s")}, moment_ts) AS until,
-                   arraySlice(moments, p, until - p + 1) AS span, {fold} AS f, {outcome}
-            FROM (
-                SELECT person, distinct_id, first_bk, ev, hv, moments, arrayMap(m -> m.1, moments) AS moment_ts,
-                       arrayFilter((i, m) -> {starts}, arrayEnumerate(moments), arrayMap(m -> m.2, moments)) AS starts
-                FROM (
-                    SELECT person, distinct_id, first_bk, ev, hv, arrayMap(e -> e.1, ev) AS tss,
-                           arrayMap(e -> if(e.5 = hv, e.2, 0), ev) AS masks, {MOMENTS} AS moments
-                    FROM (
-                        SELECT person, min(user_id) AS distinct_id,
-                               minIf((ts, bk), bitTest(mask, 0)).2 AS first_bk,
-                               arraySort(groupArray((ts, mask, kb, kc, hk, bk))) AS ev
-                        FROM ({rows_sql(request, params)})
-                        GROUP BY person)
-                    ARRAY JOIN arrayDistinct(arrayMap(e -> e.5, arrayFilter(e -> e.2 > 0, ev))) AS hv))
-            ARRAY JOIN starts AS p)"""
+        SELECT person, distinct_id, first_bk, hv,
+               if(single, {single_results(request, unit)}, {searched_sql(request, unit)}) AS results
+        FROM (SELECT *, 0 AS hv, {", ".join(single_columns(request))} FROM ({people}))"""
 
 
-BEST = (
-    "argMin((plain_level, survived, reach, last_key, step_key), "
-    "(-toInt64(plain_level), NOT survived, reach[plain_level], -toInt64(s), step_times, hv))"
-)
-UNITS = {
-    "person": ("person", "person, any(distinct_id) AS distinct_id"),
-    "period": ("person, period", "person, period"),
-    "value": ("person, w", "person, w"),
-}
+def sort_key(r: str) -> str:
+    """The conversion chain's order among starts (argMin): the highest plain level, then a surviving
+    chain, the earliest completion, the latest start, the earliest steps, the smallest held value."""
+    return f"(-toInt64({r}.2), NOT {r}.3, {r}.4[{r}.2], -toInt64({r}.1), {r}.5, hv)"
+
+
+def best_of(results: str) -> str:
+    """The chosen start's outcome among `results` (the only one without a search)."""
+    return f"if(length({results}) = 1, {results}[1], arrayReduce('argMin', {results}, arrayMap(r -> {sort_key('r')}, {results})))"
 
 
 def units_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
-    """unit columns, best, level (0: entered, but its chain to its highest step is excluded), times
-    (the conversion chain's reach times, `level` of them), bk (its bucket's value), listed (it is in a
-    bucket). `unit`: "person"; "event", each step-1 event (counting totals); "period", a person and
-    the period of a start (trends); "value", a person and a value of a step-1 event (all_events)."""
-    starts = starts_sql(request, params)
+    """unit columns, best (the chosen start's outcome), level (0: entered, but its chain to its highest
+    step is excluded), times (the conversion chain's reach times, `level` of them), bk (its bucket's
+    value), listed (it is in a bucket). `unit`: "person"; "event", each step-1 event (counting
+    totals); "period", a person and the period of a start (trends); "value", a person and a value of
+    a step-1 event (all_events). Each group reduces its starts to its units in the row; a person's
+    held-value groups are then merged by unit."""
+    groups = groups_sql(request, params, unit)
+    period = period_index_sql(request.interval, "best.1")
     if unit == "event":
-        source, group, head = (
-            f"({starts}) ARRAY JOIN start_keys AS own_key",
-            "",
-            "person, period, distinct_id",
-        )
-        best, first_touch = "(plain_level, survived, reach, last_key, step_key)", "own_key"
+        tagged = "arrayFlatten(arrayMap(r -> arrayMap(k -> (k, r), r.8), results))"
+    elif unit == "value":
+        per_value = f"arrayMap(w -> (w, {best_of('arrayFilter(r -> has(r.8, w), results)')}), arrayDistinct(arrayFlatten(arrayMap(r -> r.8, results))))"
+        tagged = f"if(length(results) = 1, arrayMap(w -> (w, results[1]), arrayDistinct(results[1].8)), {per_value})"
+    elif unit == "period":
+        of = period_index_sql(request.interval, "r.1")
+        per_period = f"arrayMap(q -> (q, {best_of(f'arrayFilter(r -> {of} = q, results)')}), arrayDistinct(arrayMap(r -> {of}, results)))"
+        tagged = f"if(length(results) = 1, [({period_index_sql(request.interval, 'results[1].1')}, results[1])], {per_period})"
     else:
-        value_split = " ARRAY JOIN arrayDistinct(start_keys) AS w" if unit == "value" else ""
-        keys, head = UNITS[unit]
-        source, group, best, first_touch = (
-            f"({starts}){value_split}",
-            f" GROUP BY {keys}",
-            BEST,
-            "any(first_bk)",
-        )
+        tagged = f"if(empty(results), [], [(0, {best_of('results')})])"
+    units = f"SELECT person, distinct_id, first_bk, hv, unit.1 AS tag, unit.2 AS best FROM ({groups}) ARRAY JOIN {tagged} AS unit"
+    if request.hold_constant and unit != "event":  # one unit from several held values
+        units = f"""
+            SELECT person, any(distinct_id) AS distinct_id, any(first_bk) AS first_bk, tag,
+                   argMin(best, {sort_key("best")}) AS best
+            FROM ({units}) GROUP BY person, tag"""
     rule = "all_events" if unit == "value" else request.breakdown_attribution
-    bucket = {"first_touch": first_touch, "last_touch": "best.4", "step": "best.5", "all_events": "w"}[rule]
+    own = "tag" if unit in ("event", "value") else "first_bk"
+    bucket = {"first_touch": own, "last_touch": "best.6", "step": "best.7", "all_events": "tag"}[rule]
     if request.breakdown is None:
         bucket = NO_BREAKDOWN_KEY
-    listed = f"best.1 > {request.breakdown_attribution_step or 0}" if rule == "step" else "1"
+    listed = f"best.2 > {request.breakdown_attribution_step or 0}" if rule == "step" else "1"
     return f"""
-        SELECT {head}, {best} AS best, if(best.2, best.1, 0) AS level, arraySlice(best.3, 1, level) AS times,
-               {bucket} AS bk, toUInt8({listed}) AS listed
-        FROM {source}{group}"""
+        SELECT person, distinct_id, {period} AS period, best, if(best.3, best.2, 0) AS level,
+               arraySlice(best.4, 1, level) AS times, {bucket} AS bk, toUInt8({listed}) AS listed
+        FROM ({units})"""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.query.cohort import CohortRequest, CohortResponse, run_cohort
+from services.query.cohort import CohortBreakdownResponse, CohortRequest, CohortResponse, run_cohort
 from services.query.funnel import AnyFunnelResponse, run_funnel
 from services.query.funnel_models import FunnelPersonsRequest, FunnelPersonsResponse, FunnelRequest
 from services.query.funnel_persons import run_funnel_persons
@@ -53,11 +53,19 @@ def build_router(settings: QuerySettings) -> APIRouter:
         DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
         return await run_funnel_persons(clickhouse, body, settings.timeout_seconds)
 
-    @router.get("/cohort", response_model=CohortResponse, responses=QUERY_RESPONSES)
+    cohort_answer = CohortBreakdownResponse | CohortResponse
+
+    @router.get("/cohort", response_model=cohort_answer, responses=QUERY_RESPONSES)
     async def cohort(
         clickhouse: ClickHouseDep, _: ReadKey, query: Annotated[CohortRequest, Query()]
     ) -> CohortResponse:
-        """Retention of users grouped by the period of their first start_event."""
+        """Retention of persons grouped by the period of their first start_event (filters and a
+        breakdown object as JSON text)."""
         return await run_cohort(clickhouse, query, settings.timeout_seconds)
+
+    @router.post("/cohort", response_model=cohort_answer, responses=QUERY_RESPONSES)
+    async def cohort_body(clickhouse: ClickHouseDep, _: ReadKey, body: CohortRequest) -> CohortResponse:
+        """The same retention table with its fields in a JSON body."""
+        return await run_cohort(clickhouse, body, settings.timeout_seconds)
 
     return router
