@@ -32,26 +32,43 @@ from services.query import cohort, funnel
 
 WEEK_MS = 7 * 86_400_000
 
-DUCKDB_FUNNEL = """
-WITH s AS (SELECT user_id, event, epoch_ms(timestamp) AS ts FROM events
-           WHERE event IN ($s1, $s2, $s3) AND timestamp >= $range_start AND timestamp < $range_end),
+DUCKDB_CHAINS = """
+s AS (SELECT user_id, event, epoch_ms(timestamp) AS ts FROM events
+      WHERE event IN ($s1, $s2, $s3) AND timestamp >= $range_start AND timestamp < $range_end),
 s1 AS (SELECT user_id, ts FROM s WHERE event = $s1),
 s2 AS (SELECT user_id, ts FROM s WHERE event = $s2),
 s3 AS (SELECT user_id, ts FROM s WHERE event = $s3),
 chains AS (
-    SELECT s2.user_id, CASE WHEN s3.ts - s1.ts <= $window THEN 3 ELSE 2 END AS level
+    SELECT s2.user_id, s1.ts AS a, s2.ts AS b, CASE WHEN s3.ts - s1.ts <= $window THEN s3.ts END AS c
     FROM s2 ASOF JOIN s1 ON s2.user_id = s1.user_id AND s2.ts > s1.ts
             ASOF LEFT JOIN s3 ON s2.user_id = s3.user_id AND s2.ts < s3.ts
     WHERE s2.ts - s1.ts <= $window),
-levels AS (SELECT user_id, max(level) AS level
-           FROM (SELECT user_id, 1 AS level FROM s1 UNION ALL SELECT user_id, level FROM chains)
-           GROUP BY user_id)
-SELECT level, count(*) FROM levels GROUP BY level ORDER BY level"""
+best AS (
+    SELECT user_id, max(CASE WHEN c IS NULL THEN 2 ELSE 3 END) AS level,
+           arg_min([a, b, coalesce(c, 0)], [CASE WHEN c IS NULL THEN -2 ELSE -3 END, coalesce(c, b), -a, b]) AS chain
+    FROM chains GROUP BY user_id),
+levels AS (
+    SELECT user_id, coalesce(best.level, 1) AS level, chain
+    FROM (SELECT DISTINCT user_id FROM s1) entered LEFT JOIN best USING (user_id))"""
+# Per step-2 event: the latest step-1 event before it and the first step-3 event after it; of those, the
+# conversion chain is the one completing first, then starting last, then with the earliest step 2 (the
+# service's definition; taking the latest step 1 and earliest step 3 around each step 2 loses no chain
+# that could be it). Per level the users, then the step times' sums and lower and upper medians.
+DUCKDB_FUNNEL = f"""
+WITH {DUCKDB_CHAINS}
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2), count(*) FILTER (WHERE level = 3),
+       sum(chain[2] - chain[1]), sum(chain[3] - chain[2]) FILTER (WHERE level = 3),
+       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2], 0.5) FILTER (WHERE level = 3),
+       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3], 0.5) FILTER (WHERE level = 3)
+FROM levels"""
 
 POSTGRES_FUNNEL = """
-WITH chains AS (
-    SELECT s2.user_id, CASE WHEN t3.ts <= t1.ts + %(window)s * interval '1 millisecond' THEN 3 ELSE 2 END
-           AS level
+WITH entered AS (
+    SELECT DISTINCT user_id FROM events
+    WHERE event = %(s1)s AND timestamp >= %(range_start)s AND timestamp < %(range_end)s),
+pairs AS (
+    SELECT s2.user_id, t1.ts AS a, s2.timestamp AS b,
+           CASE WHEN t3.ts <= t1.ts + %(window)s * interval '1 millisecond' THEN t3.ts END AS c
     FROM events s2
     CROSS JOIN LATERAL (
         SELECT max(timestamp) AS ts FROM events s1
@@ -63,13 +80,16 @@ WITH chains AS (
           AND s3.timestamp > s2.timestamp AND s3.timestamp < %(range_end)s) t3 ON true
     WHERE s2.event = %(s2)s AND s2.timestamp >= %(range_start)s AND s2.timestamp < %(range_end)s
       AND s2.timestamp <= t1.ts + %(window)s * interval '1 millisecond'),
-levels AS (
-    SELECT user_id, max(level) AS level FROM (
-        SELECT user_id, 1 AS level FROM events
-        WHERE event = %(s1)s AND timestamp >= %(range_start)s AND timestamp < %(range_end)s
-        UNION ALL SELECT user_id, level FROM chains) steps
-    GROUP BY user_id)
-SELECT level, count(*) FROM levels GROUP BY level ORDER BY level"""
+best AS (
+    SELECT DISTINCT ON (user_id) user_id, CASE WHEN c IS NULL THEN 2 ELSE 3 END AS level,
+           (extract(epoch FROM b - a) * 1000)::bigint AS d2, (extract(epoch FROM c - b) * 1000)::bigint AS d3
+    FROM pairs ORDER BY user_id, c IS NULL, coalesce(c, b), a DESC, b),
+levels AS (SELECT user_id, coalesce(level, 1) AS level, d2, d3 FROM entered LEFT JOIN best USING (user_id))
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2), count(*) FILTER (WHERE level = 3),
+       sum(d2), sum(d3), percentile_disc(0.5) WITHIN GROUP (ORDER BY d2),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY d3), -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d2),
+       -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d3)
+FROM levels"""
 
 
 def cohort_sql(periods: int, postgres: bool) -> str:
@@ -96,9 +116,22 @@ def cohort_sql(periods: int, postgres: bool) -> str:
         SELECT cohort, count(*), {counts} FROM cohorts GROUP BY cohort ORDER BY cohort"""
 
 
-def funnel_rows(levels: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(level, users) as our funnel SQL's rows: (bucket, missing, value, level, users)."""
-    return [(1, False, "", int(level), int(users)) for level, users in levels if int(level) > 0]
+def funnel_rows(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(users at level 1, 2, 3, time sums, lower and upper medians of steps 2 and 3) as our funnel SQL's
+    total row: (bucket 0, missing, value, [per level], [sums], [low medians], [high medians])."""
+    ((one, two, three, sum2, sum3, low2, low3, high2, high3),) = found
+    reached = [n for n in (two + three, three) if n]  # the steps someone reached have times
+    return [
+        (
+            0,
+            False,
+            "",
+            [int(one), int(two), int(three)],
+            [int(x) for x in (sum2, sum3)[: len(reached)]],
+            [int(x) for x in (low2, low3)[: len(reached)]],
+            [int(x) for x in (high2, high3)[: len(reached)]],
+        )
+    ]
 
 
 def cohort_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

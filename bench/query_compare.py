@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench import funnel_options
 from bench import query_baselines as baselines
 from bench.postgres_cluster import PostgresCluster
 from bench.query_latency import COHORT, FUNNEL, generate
@@ -82,6 +83,7 @@ async def compare(scale: float, runs: int, workdir: Path) -> list[Figure]:
         quiet_down(workdir, pg)
         rounds = max(runs, QUERY_ROUNDS)
         figures += await measure(clickhouse, baselines.calls(duck, pg, *requests()), postgres, rounds)
+        figures += await measure_options(clickhouse, duck, rounds)
         figures.append(await after_new_activity(clickhouse, rounds))
         return figures
     finally:
@@ -255,6 +257,38 @@ async def measure(
                 wall[engine].append(ms)
                 cpu[engine].append(cpu_ms)
         figures += question_figures(label, wall, cpu)
+    return figures
+
+
+async def measure_options(clickhouse: ClickHouse, duck: Any, runs: int) -> list[Figure]:
+    """Issue 16's figures (bench/funnel_options.py): each option's funnel, ours and DuckDB's, checked
+    alike, and ours over our plain funnel in the same round (target <= 2)."""
+    plain, _ = requests()
+    optioned = funnel_options.option_requests(FUNNEL)
+    theirs = funnel_options.duckdb_calls(duck, optioned)
+    figures: list[Figure] = []
+    for label, request in optioned.items():
+        expected = await funnel.run_funnel(clickhouse, request, TIMEOUT)
+        check(theirs[label](), expected, f"DuckDB's funnel ({label})")
+        ours, duckdb_ms, over_plain, duck_over = [], [], [], []
+        for _ in range(runs):
+            plain_ms, _, _ = await timed_async(lambda: funnel.run_funnel(clickhouse, plain, TIMEOUT))
+            ms, _, answer = await timed_async(lambda r=request: funnel.run_funnel(clickhouse, r, TIMEOUT))
+            check(answer, expected, f"our funnel ({label})")
+            theirs_ms, _, answer = timed(theirs[label])
+            check(answer, expected, f"DuckDB's funnel ({label})")
+            ours.append(ms)
+            duckdb_ms.append(theirs_ms)
+            over_plain.append(ms / plain_ms)
+            duck_over.append(theirs_ms / ms)
+        name = f"funnel 3 steps, 30 days, {label}"
+        ratio = statistics.median(over_plain)
+        figures += [
+            Figure(f"{name}: ours", "ms", ours),
+            Figure(f"{name}: DuckDB", "ms", duckdb_ms),
+            Figure(f"{name}: ours / our plain funnel", "ratio", over_plain, "<= 2", ratio <= 2),
+            Figure(f"{name}: DuckDB / ours", "ratio", duck_over),
+        ]
     return figures
 
 

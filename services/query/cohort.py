@@ -23,8 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from services.query import cohort_sql
 from services.query.cohort_sql import event_condition
 from services.query.filters import all_filters_sql
-from services.query.funnel_models import Filters, Property
-from services.query.funnel_sql import key_sql
+from services.query.properties import Filters, Property, key_sql
 from services.query.rounding import percentage
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import Day

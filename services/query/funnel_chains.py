@@ -32,8 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.query.filters import all_filters_sql
-from services.query.funnel_models import FunnelRequest, PropertyRef
-from services.query.funnel_sql import NO_BREAKDOWN_KEY, key_sql, step_mask_sql
+from services.query.funnel_models import FunnelRequest
 from services.query.funnel_single import (
     KEY_TYPE,
     needs_keys,
@@ -42,7 +41,9 @@ from services.query.funnel_single import (
     single_columns,
     single_results,
 )
+from services.query.funnel_sql import NO_BREAKDOWN_KEY, step_mask_sql
 from services.query.funnel_windows import period_index_sql, window_end_sql
+from services.query.properties import PropertyRef, key_sql
 from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
 
 EMPTY = "emptyArrayUInt64()"

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from services.query.filters import PropertyFilter, PropertyName
+from services.query.properties import Filters, Property
 from shared.contracts.dates import DateRange, Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
 from shared.errors import InvalidRequest
@@ -19,10 +19,8 @@ from shared.errors import InvalidRequest
 DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 MAX_WINDOW_MONTHS = 12
-MAX_PROPERTY_NAME_LENGTH = 200  # as filters.PropertyName
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 EventName = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
-Filters = Annotated[list[PropertyFilter], Field(max_length=20)]
 Mode = Literal["ordered", "strict", "unordered"]
 Attribution = Literal["first_touch", "last_touch", "step", "all_events"]
 
@@ -42,27 +40,6 @@ def spec_of(step: Any) -> Any:
 
 
 Step = Annotated[StepSpec, BeforeValidator(spec_of, json_schema_input_type=EventName | StepSpec)]
-
-
-class PropertyRef(BaseModel):
-    """A property of the event (`source: event`, the default) or of the event's person."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    property: PropertyName
-    source: Literal["event", "person"] = "event"
-
-
-def ref_of(value: Any) -> Any:
-    """A bare name is an event property (checked here, so a bad name is reported where it was given)."""
-    if not isinstance(value, str):
-        return value
-    if not 1 <= len(value) <= MAX_PROPERTY_NAME_LENGTH:
-        raise ValueError(f"a property name has 1 to {MAX_PROPERTY_NAME_LENGTH} characters")
-    return {"property": value}
-
-
-Property = Annotated[PropertyRef, BeforeValidator(ref_of, json_schema_input_type=PropertyName | PropertyRef)]
 
 
 class Window(BaseModel):

@@ -26,23 +26,12 @@ from typing import Any
 
 from services.query.filters import PropertyFilter, all_filters_sql
 from services.query.funnel_models import FunnelRequest
-from shared.contracts.storage import EVENTS_TABLE, PERSON, PERSON_PROPERTIES, RANGE_FILTER
+from services.query.properties import NO_KEY, key_sql
+from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
 
 TOP_BREAKDOWN_VALUES = 10
-NO_BREAKDOWN_KEY = "(false, '')"
+NO_BREAKDOWN_KEY = NO_KEY
 Steps = list[tuple[str, list[PropertyFilter]]]
-
-
-def key_sql(param: str, source: str = "event") -> str:
-    """(missing, value) of the property named by `{param:String}`, from one parse of the JSON of the
-    event's properties (or its person's); null counts as missing, strings are their text, anything
-    else its JSON text."""
-    json = "properties" if source == "event" else f"({PERSON_PROPERTIES})"
-    raw = f"{param}_raw"
-    return (
-        f"((JSONExtractRaw({json}, {{{param}:String}}) AS {raw}) IN ('', 'null'), "
-        f"multiIf({raw} IN ('', 'null'), '', startsWith({raw}, '\"'), JSONExtractString({raw}), {raw}))"
-    )
 
 
 def step_mask_sql(steps: Steps, params: dict[str, Any]) -> str:
