@@ -39,10 +39,12 @@ def option_requests(base: dict[str, Any]) -> dict[str, FunnelRequest]:
 DUCKDB_TIME_TO_CONVERT = f"""
 WITH {DUCKDB_CHAINS},
 took AS (SELECT chain[3] - chain[1] AS d FROM levels WHERE level = 3),
-shape AS (SELECT count(*) AS n, sum(d) AS total, quantile_disc(d, 0.5) AS low, -quantile_disc(-d, 0.5) AS high,
+shape AS (SELECT count(*) AS n, sum(d) AS total, quantile_disc(d, 0.5) AS low, -quantile_disc(-d,
+    0.5) AS high,
                  min(d) // 1000 AS lo_s, (max(d) + 999) // 1000 AS hi_s FROM took),
 width AS (SELECT *, greatest(1, (hi_s - lo_s + $bins - 1) // $bins) AS width FROM shape),
-per_bin AS (SELECT least($bins - 1, (d // 1000 - lo_s) // width) AS i, count(*) AS k FROM took, width GROUP BY i)
+per_bin AS (SELECT least($bins - 1, (d // 1000 - lo_s) // width) AS i, count(*) AS k FROM took,
+    width GROUP BY i)
 SELECT n, total, low, high, lo_s, hi_s, width, (SELECT list([i, k]) FROM per_bin) FROM width"""
 
 DUCKDB_TRENDS = """
@@ -51,11 +53,13 @@ WITH s AS (SELECT user_id, event, epoch_ms(timestamp) AS ts FROM events
 s1 AS (SELECT user_id, ts FROM s WHERE event = $s1),
 s2 AS (SELECT user_id, ts FROM s WHERE event = $s2),
 s3 AS (SELECT user_id, ts FROM s WHERE event = $s3),
-next2 AS (SELECT s1.user_id, s1.ts AS a, s2.ts AS b FROM s1 ASOF LEFT JOIN s2 ON s1.user_id = s2.user_id AND s1.ts < s2.ts),
+next2 AS (SELECT s1.user_id, s1.ts AS a,
+    s2.ts AS b FROM s1 ASOF LEFT JOIN s2 ON s1.user_id = s2.user_id AND s1.ts < s2.ts),
 greedy AS (SELECT next2.user_id, a, b, s3.ts AS c FROM next2 ASOF LEFT JOIN s3
            ON next2.user_id = s3.user_id AND next2.b < s3.ts),
 units AS (SELECT user_id, a // 86400000 AS day,
-                 max(CASE WHEN b - a <= $window AND c - a <= $window THEN 3 WHEN b - a <= $window THEN 2 ELSE 1 END)
+                 max(CASE WHEN b - a <= $window
+                     AND c - a <= $window THEN 3 WHEN b - a <= $window THEN 2 ELSE 1 END)
                      AS level
           FROM greedy GROUP BY user_id, day)
 SELECT day, count(*), count(*) FILTER (WHERE level = 3) FROM units GROUP BY day ORDER BY day"""
@@ -73,16 +77,20 @@ clean AS (SELECT user_id, level, arg_min([a, b, coalesce(c, 0)], [coalesce(c, b)
 lonely AS (SELECT DISTINCT s1.user_id FROM s1 ASOF LEFT JOIN x ON s1.user_id = x.user_id AND s1.ts < x.ts
            WHERE x.ts IS NULL OR x.ts > s1.ts + $window),
 firsts AS (SELECT user_id, arg_min(json_extract_string(properties, '$.plan'), [epoch_ms(timestamp)]) AS value
-           FROM events WHERE event = $s1 AND timestamp >= $range_start AND timestamp < $range_end GROUP BY user_id),
+           FROM events WHERE event = $s1 AND timestamp >= $range_start
+               AND timestamp < $range_end GROUP BY user_id),
 counted AS (
     SELECT levels.user_id, levels.level, clean.chain, firsts.value
     FROM levels JOIN firsts USING (user_id)
     LEFT JOIN clean ON clean.user_id = levels.user_id AND clean.level = levels.level
     WHERE (levels.level = 1 AND levels.user_id IN (SELECT user_id FROM lonely)) OR clean.chain IS NOT NULL)
 SELECT value, count(*), count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2),
-       count(*) FILTER (WHERE level = 3), sum(chain[2] - chain[1]), sum(chain[3] - chain[2]) FILTER (WHERE level = 3),
-       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2], 0.5) FILTER (WHERE level = 3),
-       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3], 0.5) FILTER (WHERE level = 3),
+       count(*) FILTER (WHERE level = 3), sum(chain[2] - chain[1]),
+           sum(chain[3] - chain[2]) FILTER (WHERE level = 3),
+       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2],
+           0.5) FILTER (WHERE level = 3),
+       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3],
+           0.5) FILTER (WHERE level = 3),
        grouping(value)
 FROM counted GROUP BY GROUPING SETS ((value), ())"""
 

@@ -45,7 +45,8 @@ chains AS (
     WHERE s2.ts - s1.ts <= $window),
 best AS (
     SELECT user_id, max(CASE WHEN c IS NULL THEN 2 ELSE 3 END) AS level,
-           arg_min([a, b, coalesce(c, 0)], [CASE WHEN c IS NULL THEN -2 ELSE -3 END, coalesce(c, b), -a, b]) AS chain
+           arg_min([a, b, coalesce(c, 0)], [CASE WHEN c IS NULL THEN -2 ELSE -3 END, coalesce(c,
+               b), -a, b]) AS chain
     FROM chains GROUP BY user_id),
 levels AS (
     SELECT user_id, coalesce(best.level, 1) AS level, chain
@@ -56,10 +57,13 @@ levels AS (
 # that could be it). Per level the users, then the step times' sums and lower and upper medians.
 DUCKDB_FUNNEL = f"""
 WITH {DUCKDB_CHAINS}
-SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2), count(*) FILTER (WHERE level = 3),
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2),
+    count(*) FILTER (WHERE level = 3),
        sum(chain[2] - chain[1]), sum(chain[3] - chain[2]) FILTER (WHERE level = 3),
-       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2], 0.5) FILTER (WHERE level = 3),
-       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3], 0.5) FILTER (WHERE level = 3)
+       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2],
+           0.5) FILTER (WHERE level = 3),
+       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3],
+           0.5) FILTER (WHERE level = 3)
 FROM levels"""
 
 POSTGRES_FUNNEL = """
@@ -85,7 +89,8 @@ best AS (
            (extract(epoch FROM b - a) * 1000)::bigint AS d2, (extract(epoch FROM c - b) * 1000)::bigint AS d3
     FROM pairs ORDER BY user_id, c IS NULL, coalesce(c, b), a DESC, b),
 levels AS (SELECT user_id, coalesce(level, 1) AS level, d2, d3 FROM entered LEFT JOIN best USING (user_id))
-SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2), count(*) FILTER (WHERE level = 3),
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2),
+    count(*) FILTER (WHERE level = 3),
        sum(d2), sum(d3), percentile_disc(0.5) WITHIN GROUP (ORDER BY d2),
        percentile_disc(0.5) WITHIN GROUP (ORDER BY d3), -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d2),
        -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d3)

@@ -154,7 +154,8 @@ def scan_sql(
                   FROM {EVENTS_TABLE} FINAL
                   WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
             GROUP BY person
-            HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}}"""
+            HAVING countIf(is_start) > 0
+               AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}}"""
     if breakdown:
         return breakdown_sql(people, counts)
     return f"""
@@ -171,14 +172,15 @@ def breakdown_sql(people: str, counts: str) -> str:
         SELECT if(grouping(bucket) = 1, 0, bucket) AS bucket_id, argMin(missing, rank), argMin(value, rank),
                cohort, sum(users), sumForEach(returning)
         FROM (
-            SELECT least(dense_rank() OVER (ORDER BY persons DESC, missing, value), {TOP_VALUES + 1}) AS bucket,
-                   dense_rank() OVER (ORDER BY persons DESC, missing, value) AS rank,
-                   missing, value, cohort, users, returning
+            SELECT least(rank, {TOP_VALUES + 1}) AS bucket, rank, missing, value, cohort, users, returning
             FROM (
-                SELECT bk.1 AS missing, bk.2 AS value, cohort, count() AS users, sumForEach({counts}) AS returning,
-                       sum(count()) OVER (PARTITION BY missing, value) AS persons
-                FROM ({people})
-                GROUP BY missing, value, cohort))
+                SELECT *, dense_rank() OVER (ORDER BY persons DESC, missing, value) AS rank
+                FROM (
+                    SELECT bk.1 AS missing, bk.2 AS value, cohort, count() AS users,
+                           sumForEach({counts}) AS returning,
+                           sum(count()) OVER (PARTITION BY missing, value) AS persons
+                    FROM ({people})
+                    GROUP BY missing, value, cohort)))
         GROUP BY GROUPING SETS ((bucket, cohort), (cohort))
         ORDER BY bucket_id, cohort"""
 

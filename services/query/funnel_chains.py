@@ -1,30 +1,32 @@
-"""The general funnel search, exact for every option: one pass per chain start over the person's rows.
+"""The general funnel search, exact for every option (README "Funnels").
 
-Rows are the person's events in the range matching a step or an exclusion, sorted by time. With
-hold_constant a person's rows are searched once per held value (the steps of that value; exclusion
-events whatever their value; in strict mode every step event still breaks a run). For each start
-(a step-1 moment; unordered: any step moment) one arrayFold walks the rows up to the end of the start's
-window, a moment (one millisecond) at a time:
+Rows are a person's events in the range matching a step or an exclusion. A person with at most one row
+per step has one possible chain: funnel_single answers for them from aggregates. Every other person
+(with hold_constant: every person and held value, the steps of that value, exclusion events whatever
+their value, and in strict mode every step event still breaking a run) is searched: their rows sorted
+and merged into moments (one millisecond each), then for each start (a step-1 moment; unordered: any
+step moment) one arrayFold walks the moments up to the end of the start's window:
 
-* ordered / strict: per level a mask bit says a chain from this start reaches it and is still
-  *alive* (may be extended). A step-j row extends an alive level-(j-1) chain of an earlier moment.
-  An exclusion event at time T kills the alive chains that reached its from_step before T and not
-  its to_step (levels from_step+1..to_step): none of them can reach to_step without the event
-  strictly inside, and a chain left there is excluded by the partial rule (the event falls in its
-  window). A chain reaching from_step at T itself survives, one reaching to_step at T counts. Every
-  future exclusion event kills every alive chain inside its span alike, so one chain per level is
-  enough: the first created since the last kill, which has the earliest steps (the conversion chain's
-  rule). Strict mode also ends, at every moment with any step event, the chains it does not extend
-  (they stay *clean*, counted, but cannot grow). The plain level (exclusions ignored) is tracked too.
-* unordered: the first moment of each step from the start (a row may be several steps: the one place
-  that rule lives is `unordered_seen`); an exclusion event after the start kills the start unless
-  every step already happened.
+* ordered / strict: per level a mask bit says a chain from this start reaches it and is still *alive*
+  (may be extended). A step-j moment extends an alive level-(j-1) chain of an earlier moment. An
+  exclusion event at time T kills the alive chains that reached its from_step before T and not its
+  to_step (levels from_step+1..to_step): none can reach to_step without the event strictly inside,
+  and one left there is excluded by the partial rule (the event falls in its window). A chain
+  reaching from_step at T survives, one reaching to_step at T counts. Every later exclusion event kills
+  every alive chain of its span alike, so one chain per level is enough: the first made since the last
+  kill, which has the earliest steps (the conversion chain's rule). Strict mode also ends, at every
+  moment with a step event, the runs it does not extend (they stay *clean*: counted, not grown). The
+  plain level (exclusions ignored) is tracked too.
+* unordered: the first moment of each step from the start (a moment may be several steps: the one
+  place that rule lives is `unordered_seen`); an exclusion event after the start kills it unless every
+  step already happened.
 
-Per start: the plain level L, whether a chain reaching L survived, its step times. Per unit (a
-person, a step-1 event, a person and entry period, a person and value) the start with the highest
-L, then a surviving chain, then the earliest completion, the latest start, the earliest steps, the
-smallest held value: its level (0 when its chain did not survive) and times. Cost: the rows of each
-start's window, per start; see docs/performance.md.
+Per start: the plain level L, whether a chain reaching L is clean, its times. Per unit (a person, a
+step-1 event, a person and entry period, a person and value) the start with the highest L, then a
+clean chain, the earliest completion, the latest start, the earliest steps, the smallest held value
+(`sort_key`): its level (0 when its chain is excluded) and times. The search is one expression under
+`if(single, ...)`, so ClickHouse evaluates it only for the persons that need it (short-circuit); its
+cost is the moments of each start's window, per start (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
             if request.breakdown_attribution in ("first_touch", "all_events")
             else "mask > 0"
         )
-        breakdown = f"if({on}, {property_key(request.breakdown, 'breakdown', params)}, {NO_BREAKDOWN_KEY})"
+        key = property_key(request.breakdown, "breakdown", params)
+        breakdown = f"if({on}, {key}, {NO_BREAKDOWN_KEY})"  # parsed only for the rows that need it
     params["events"] = sorted({s.event for s in request.steps} | {x.event for x in request.exclusions})
     return f"""
         SELECT {PERSON} AS person, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
@@ -114,7 +117,8 @@ def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
 def unordered_seen(seen: str, mask: str, ts: str, steps: int) -> str:
     """The first moment (+1; 0: not yet) of each step from the start, after a row: a row matching
     several steps counts for each of them (issue 14 may change this rule; it lives only here)."""
-    return f"arrayMap((f, j) -> if(f = 0 AND bitTest({mask}, j - 1), {ts} + 1, f), {seen}, range(1, {steps + 1}))"
+    first = f"if(f = 0 AND bitTest({mask}, j - 1), {ts} + 1, f)"
+    return f"arrayMap((f, j) -> {first}, {seen}, range(1, {steps + 1}))"
 
 
 def ordered_fold(steps: int, strict: bool, span: str) -> str:
@@ -190,7 +194,8 @@ def keys_sql(request: FunnelRequest, unit: str, level: str, times: str, s: str) 
     if step:
         found[1] = f"if({level} >= {k}, {key_at(str(k), f'{times}[{k}]')}, {NO_BREAKDOWN_KEY})"
     if starting:
-        found[2] = f"arrayMap(e -> e.6, arrayFilter(e -> e.1 = {s} AND e.5 = hv AND bitTest(e.2, 0), ev))"
+        rows = f"arrayFilter(e -> e.1 = {s} AND e.5 = hv AND bitTest(e.2, 0), ev)"
+        found[2] = f"arrayMap(e -> e.6, {rows})"
     return found[0], found[1], found[2]
 
 
@@ -199,12 +204,14 @@ def searched_sql(request: FunnelRequest, unit: str) -> str:
     the folds of the module doc, as one expression."""
     steps = len(request.steps)
     unordered = request.mode == "unordered"
-    span = f"arraySlice(moments, p, arrayCount(t -> t <= {window_end_sql(request, 's')}, moment_ts) - p + 1)"
+    until = f"arrayCount(t -> t <= {window_end_sql(request, 's')}, moment_ts)"
+    span = f"arraySlice(moments, p, {until} - p + 1)"
     if unordered:
         fold = unordered_fold(steps, span)
         level = f"if(has(f.1, 0), indexOf(f.1, 0) - 1, {steps})"
         survived, times = "NOT f.2 AND l > 0", "arrayMap(x -> toUInt64(x - 1), arraySlice(f.1, 1, l))"
-        reach = "arrayMap(j -> if(j = 1, o.1, toUInt64(arrayMax(arraySlice(o.4, 1, j)))), range(1, o.2 + 1))"
+        latest = "toUInt64(arrayMax(arraySlice(o.4, 1, j)))"
+        reach = f"arrayMap(j -> if(j = 1, o.1, {latest}), range(1, o.2 + 1))"
     else:
         strict = request.mode == "strict"
         fold = ordered_fold(steps, strict, span)
@@ -217,8 +224,10 @@ def searched_sql(request: FunnelRequest, unit: str) -> str:
         )
     starts = "m > 0" if unordered else "bitTest(m, 0)"  # a moment of this group's steps / its step 1
     masks = "arrayMap(e -> if(e.5 = hv, e.2, 0), ev)" if request.hold_constant else "arrayMap(e -> e.2, ev)"
-    outcomes = f"""arrayMap(o -> {result_sql("o.1", "o.2", "o.3", reach, "o.4", keys_sql(request, unit, "o.2", "o.4", "o.1"))},
-                   arrayMap((f, s, l) -> (s, l, {survived}, {times}), folds, start_ts, arrayMap(f -> toUInt8({level}), folds)))"""
+    outcome = result_sql("o.1", "o.2", "o.3", reach, "o.4", keys_sql(request, unit, "o.2", "o.4", "o.1"))
+    levels = f"arrayMap(f -> toUInt8({level}), folds)"
+    ends = f"arrayMap((f, s, l) -> (s, l, {survived}, {times}), folds, start_ts, {levels})"
+    outcomes = f"arrayMap(o -> {outcome}, {ends})"
     with_folds = let([("folds", f"arrayMap((p, s) -> {fold}, starts, start_ts)")], outcomes)
     with_starts = let([("start_ts", "arrayMap(i -> moment_ts[i], starts)")], with_folds)
     found = "arrayFilter((i, m) -> " + starts + ", arrayEnumerate(moments), arrayMap(m -> m.2, moments))"
@@ -238,10 +247,11 @@ def groups_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str
     first_bk = "minIf((ts, bk), bitTest(mask, 0)).2" if rule == "first_touch" else NO_BREAKDOWN_KEY
     last, step, starting = needs_keys(request, unit)
     bk = "bk" if last or step or starting else "0"  # the search reads values only for these
+    hk = "hk" if request.hold_constant else "0"
     aggregates = [] if request.hold_constant else single_aggregates(request, unit)
     people = f"""
         SELECT person, min(user_id) AS distinct_id, {first_bk} AS first_bk,
-               arraySort(groupArray((ts, mask, kb, kc, {"hk" if request.hold_constant else "0"}, {bk}, xm))) AS ev
+               arraySort(groupArray((ts, mask, kb, kc, {hk}, {bk}, xm))) AS ev
                {"".join(f", {a}" for a in aggregates)}
         FROM ({rows_sql(request, params)})
         GROUP BY person
@@ -265,7 +275,8 @@ def sort_key(r: str) -> str:
 
 def best_of(results: str) -> str:
     """The chosen start's outcome among `results` (the only one without a search)."""
-    return f"if(length({results}) = 1, {results}[1], arrayReduce('argMin', {results}, arrayMap(r -> {sort_key('r')}, {results})))"
+    keys = f"arrayMap(r -> {sort_key('r')}, {results})"
+    return f"if(length({results}) = 1, {results}[1], arrayReduce('argMin', {results}, {keys}))"
 
 
 def units_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
@@ -280,15 +291,21 @@ def units_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
     if unit == "event":
         tagged = "arrayFlatten(arrayMap(r -> arrayMap(k -> (k, r), r.8), results))"
     elif unit == "value":
-        per_value = f"arrayMap(w -> (w, {best_of('arrayFilter(r -> has(r.8, w), results)')}), arrayDistinct(arrayFlatten(arrayMap(r -> r.8, results))))"
-        tagged = f"if(length(results) = 1, arrayMap(w -> (w, results[1]), arrayDistinct(results[1].8)), {per_value})"
+        values = "arrayDistinct(arrayFlatten(arrayMap(r -> r.8, results)))"
+        per_value = f"arrayMap(w -> (w, {best_of('arrayFilter(r -> has(r.8, w), results)')}), {values})"
+        alone = "arrayMap(w -> (w, results[1]), arrayDistinct(results[1].8))"
+        tagged = f"if(length(results) = 1, {alone}, {per_value})"
     elif unit == "period":
         of = period_index_sql(request.interval, "r.1")
-        per_period = f"arrayMap(q -> (q, {best_of(f'arrayFilter(r -> {of} = q, results)')}), arrayDistinct(arrayMap(r -> {of}, results)))"
-        tagged = f"if(length(results) = 1, [({period_index_sql(request.interval, 'results[1].1')}, results[1])], {per_period})"
+        periods = f"arrayDistinct(arrayMap(r -> {of}, results))"
+        per_period = f"arrayMap(q -> (q, {best_of(f'arrayFilter(r -> {of} = q, results)')}), {periods})"
+        alone = f"[({period_index_sql(request.interval, 'results[1].1')}, results[1])]"
+        tagged = f"if(length(results) = 1, {alone}, {per_period})"
     else:
         tagged = f"if(empty(results), [], [(0, {best_of('results')})])"
-    units = f"SELECT person, distinct_id, first_bk, hv, unit.1 AS tag, unit.2 AS best FROM ({groups}) ARRAY JOIN {tagged} AS unit"
+    units = f"""
+        SELECT person, distinct_id, first_bk, hv, unit.1 AS tag, unit.2 AS best
+        FROM ({groups}) ARRAY JOIN {tagged} AS unit"""
     if request.hold_constant and unit != "event":  # one unit from several held values
         units = f"""
             SELECT person, any(distinct_id) AS distinct_id, any(first_bk) AS first_bk, tag,

@@ -124,7 +124,8 @@ def plain_ordered_units_sql(rows: str, steps: int, breakdown: bool, one_step_per
                    AS times, bk, toUInt8(1) AS listed
         FROM (
             SELECT person,
-                   windowFunnel({{window_scaled:UInt64}})(toUInt64(ts * 32 + 31 - step), {conditions}) AS level,
+                   windowFunnel({{window_scaled:UInt64}})(toUInt64(ts * 32 + 31 - step), {conditions})
+                       AS level,
                    [{firsts}] AS firsts, {single} AS single,
                    arraySort(groupArray(toUInt64(ts * 32 + 31 - step))) AS keys,
                    {first_key(breakdown, "step = 1")} AS bk

@@ -33,8 +33,8 @@ def time_to_convert_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
                intDiv(min(took), 1000) AS low, intDiv(max(took) + 999, 1000) AS high,
                greatest(1, intDiv(high - low + {{bins:UInt32}} - 1, {{bins:UInt32}})) AS width,
                arrayMap(i -> countEqual(positions, i), range({{bins:UInt32}})) AS per_bin,
-               arrayMap(x -> least({{bins:UInt32}} - 1, intDiv(intDiv(x, 1000) - low, width)), groupArray(took))
-                   AS positions
+               arrayMap(x -> least({{bins:UInt32}} - 1, intDiv(intDiv(x, 1000) - low, width)),
+                        groupArray(took)) AS positions
         FROM (SELECT toInt64(times[{last + 1}]) - toInt64(times[{first + 1}]) AS took
               FROM ({units}) WHERE level > {last})"""
 
