@@ -48,9 +48,10 @@ def matching_rows_sql(
     steps: Steps, global_filters: list[PropertyFilter], breakdown: str | None, params: dict[str, Any]
 ) -> str:
     """One row per deduplicated event in the range that matches at least one step, with its mask and
-    breakdown key `bk` (`breakdown`: its SQL, whose parameters the caller set)."""
+    breakdown key `bk` on step-1 rows (`breakdown`: its SQL, whose parameters the caller set)."""
     params["events"] = sorted({event for event, _ in steps})
-    key = NO_BREAKDOWN_KEY if breakdown is None else breakdown
+    # only step-1 rows' values are read (first touch): the others' JSON is not parsed
+    key = NO_BREAKDOWN_KEY if breakdown is None else f"if(bitTest(mask, 0), {breakdown}, {NO_BREAKDOWN_KEY})"
     return f"""
         SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                {step_mask_sql(steps, params)} AS mask, {key} AS bk
