@@ -5,14 +5,16 @@ PY := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka-libs
 STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.fetched
+JS_TESTS := tests/js
+STAMP_JS := $(JS_TESTS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-tools install kafka-jars lint format clean reset
+.PHONY: run test bench bench-tools tracker-tools install kafka-jars lint format clean reset
 
 run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
 	$(PY) -m deploy.run_local
 
-test: install kafka-jars ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
+test: install kafka-jars tracker-tools ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install kafka-jars bench-tools ## Benchmarks (not part of `make test`); writes bench/results/latest.json
@@ -23,6 +25,16 @@ bench: install kafka-jars bench-tools ## Benchmarks (not part of `make test`); w
 bench-tools:
 	@command -v wrk >/dev/null && test -x /usr/lib/postgresql/15/bin/postgres || \
 		{ apt-get update -qq && apt-get install -y -qq wrk postgresql-15 >/dev/null; }
+
+# The trackers the tests run unchanged (posthog-js, posthog-node, analytics.js from npm, pinned by
+# tests/js/package-lock.json) and the browser they run in (Debian's Chromium and its driver).
+tracker-tools: $(STAMP_JS)
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+$(STAMP_JS): $(JS_TESTS)/package-lock.json
+	npm ci --prefix $(JS_TESTS) --no-audit --no-fund --loglevel=error
+	touch $@
 
 install: $(STAMP_PY)
 

@@ -47,7 +47,7 @@ TIMEOUT = 600.0
 # Rounds of the three engines in turns: a round costs ~8 s (PostgreSQL's share), and single queries of
 # ~200 ms are the figures most exposed to the shared machine's noise.
 QUERY_ROUNDS = 5
-SUMMARY_VIEW = "user_active_days_refresh"
+SUMMARY_VIEW = "user_active_days_rebuild"
 Call = Callable[[], Any]
 MOVED_COPIES = f"""
 INSERT INTO {EVENTS_TABLE}

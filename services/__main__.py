@@ -33,6 +33,13 @@ def generated_keys(data_dir: Path) -> dict[str, str]:
     return keys
 
 
+def dashboard_banner(host: str, port: int, read_key: str | None) -> str:
+    """Where the dashboard is, and which key signs in (the key itself only when it was generated)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    key = f"the read key {read_key}" if read_key else "a read or admin key"
+    return f"dashboard: http://{shown}:{port}/  (sign in with {key})"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server = ServerSettings()
     parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
@@ -55,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = CommonSettings()
+    generated_read_key = None
     if not settings.has_keys and args.generate_keys:
         keys = generated_keys(settings.data_dir)
         os.environ.update(keys)
         settings = CommonSettings()
+        generated_read_key = keys["ANALYTICS_READ_KEYS"]
         print("No access keys configured; using the generated ones kept in", settings.data_dir / "keys.env")
         for name, value in keys.items():
             print(f"  {name}={value}")
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime = Runtime(settings, targets)
     app = build_app(runtime)
     print(f"analytics: {','.join(targets)} on http://{args.host}:{args.port}", flush=True)
+    if "query" in targets:
+        print(dashboard_banner(args.host, args.port, generated_read_key), flush=True)
     uvicorn.run(
         app,
         host=args.host,

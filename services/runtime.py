@@ -169,9 +169,6 @@ def build_app(runtime: Runtime) -> FastAPI:
     )
     app.state.resources = runtime.resources
     install_error_handlers(app)
-    for component in runtime.components.values():
-        for middleware in component.middleware():
-            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     if runtime.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -179,6 +176,10 @@ def build_app(runtime: Runtime) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
         )
+    # Added after (so outside) the configured CORS: ingest answers CORS for any origin on its own paths.
+    for component in runtime.components.values():
+        for middleware in component.middleware():
+            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     add_health_routes(app, runtime)
     for component in runtime.components.values():
         for router in component.routers():

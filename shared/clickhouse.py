@@ -21,12 +21,14 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from shared.contracts.storage import schema_statements
-from shared.errors import QueryFailed, QueryTimeout, StorageUnavailable
+from shared.errors import InvalidRequest, QueryFailed, QueryTimeout, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_CODES = {"159", "160", "394"}  # TIMEOUT_EXCEEDED, TOO_SLOW, QUERY_WAS_CANCELLED
 UNAVAILABLE_CODES = {"241", "202", "210", "209", "242"}  # memory, too many queries, network, readonly
+# CANNOT_COMPILE_REGEXP: a pattern the request models accepted (google-re2) that ClickHouse's RE2 does not.
+CLIENT_CODES = {"427": "a regular expression in the filters could not be compiled (RE2 syntax)"}
 ERROR_CODE = re.compile(r"Code: (\d+)")
 SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -149,6 +151,8 @@ def map_error(exc: ClickHouseError) -> Exception:
     text = str(exc)
     match = ERROR_CODE.search(text)
     code = match.group(1) if match else ""
+    if code in CLIENT_CODES:
+        return InvalidRequest(CLIENT_CODES[code])
     if code in TIMEOUT_CODES:
         return QueryTimeout("the query took too long and was cancelled; narrow the date range or retry")
     if isinstance(exc, OperationalError) or code in UNAVAILABLE_CODES:

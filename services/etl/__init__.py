@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter
 
 from services.etl import routes
+from services.etl.deletions import finish_deletions
 from services.etl.runner import Clock, EtlRunner, utc_now
 from services.etl.scheduler import EtlScheduler
 from services.etl.settings import EtlSettings
 from shared.component import BaseComponent, Resources
 from shared.errors import StorageUnavailable
 from shared.live_topic import LiveTopicReader, ReaderOptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class EtlComponent(BaseComponent):
     scheduler: EtlScheduler | None = None
     live_counts: LiveTopicReader | None = None
     _following: asyncio.Task[None] | None = None
+    _deletions: asyncio.Task[None] | None = None
 
     def routers(self) -> list[APIRouter]:
         return [routes.build_router(self.started_runner, self.active_users_now, self.settings.max_run_days)]
@@ -57,6 +62,17 @@ class EtlComponent(BaseComponent):
             ReaderOptions(client_id="etl-overview"),
         )
         self._following = asyncio.create_task(self.follow_live_counts(resources), name="etl-live-counts")
+        self._deletions = asyncio.create_task(self.finish_deletions_forever(), name="etl-deletions")
+
+    async def finish_deletions_forever(self) -> None:
+        """Recompute the snapshot days of person deletions the stream processors carried out."""
+        assert self.runner is not None
+        while True:
+            await asyncio.sleep(self.settings.deletions_check_seconds)
+            try:
+                await finish_deletions(self.runner)
+            except Exception:  # noqa: BLE001 - retried next round
+                log.exception("finishing person deletions failed; retrying")
 
     async def follow_live_counts(self, resources: Resources) -> None:
         """Create the topics if needed (Kafka may come up after us), then read the counts forever."""
@@ -67,10 +83,11 @@ class EtlComponent(BaseComponent):
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
-        if self._following is not None:
-            self._following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._following
+        for task in (self._following, self._deletions):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def health(self) -> dict[str, Any]:
         last = self.runner.last_run if self.runner else None

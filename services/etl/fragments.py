@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from string import Template
 
+from shared.contracts.property_types import as_decimal
 from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 FRAGMENTS: dict[str, str] = {}
@@ -25,8 +26,11 @@ def fragment(name: str, text: str) -> None:
 
 # Each event_id once: a retried or replayed copy collapses under FINAL.
 fragment("events", f"{EVENTS_TABLE} FINAL")
-# Money is summed as Decimal: exact, and the same whatever order the threads add it in.
-fragment("amount", "JSONExtract(properties, 'amount', 'Decimal(38, 6)')")
+# Money is summed as Decimal: exact, and the same whatever order the threads add it in. `amount` is read
+# by the typing rule (shared/contracts/property_types.py): JSON numbers only (the string "12.5" is not
+# money), NULL otherwise; sums accumulate in Decimal256 (a Decimal128 sum wraps around silently).
+fragment("amount", as_decimal("properties", "'amount'"))
+fragment("money_sum", "coalesce(sum(toDecimal256($amount, 6)), 0)")
 fragment(
     "in_range",
     "timestamp >= {start_at:DateTime64(3, 'UTC')} AND timestamp < {end_before:DateTime64(3, 'UTC')}",
@@ -56,17 +60,18 @@ fragment(
     """,
 )
 
-# The state of each subscription at the end of each day it changed: that day's latest event
-# (ties on timestamp broken by arrival, then id, so every run picks the same one).
+# The state of each subscription at the end of each day it changed: that day's latest event (README,
+# Definitions: "Order and ties": of simultaneous events the one received last, then the greater
+# event_id as text, is the later). A latest state whose amount is not a number counts 0.
 fragment(
     "subscription_days",
     """
     SELECT
         JSONExtractString(properties, 'subscription_id') AS subscription_id,
         toDate(timestamp) AS day,
-        argMax(event, (timestamp, received_at, event_id)) AS last_event,
-        argMax($amount / if(JSONExtractString(properties, 'interval') = 'year', 12, 1),
-               (timestamp, received_at, event_id)) AS monthly
+        argMax(event, (timestamp, received_at, toString(event_id))) AS last_event,
+        argMax(coalesce($amount, 0) / if(JSONExtractString(properties, 'interval') = 'year', 12, 1),
+               (timestamp, received_at, toString(event_id))) AS monthly
     FROM $events
     WHERE event IN ('subscription_created', 'subscription_updated', 'subscription_cancelled')
       AND timestamp < {end_before:DateTime64(3, 'UTC')}

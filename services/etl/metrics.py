@@ -96,10 +96,10 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         name="revenue",
-        description="Sum of properties.amount of purchase events on the day (2 decimals)",
+        description="Sum of properties.amount of purchase events on the day, JSON numbers only (2 decimals)",
         unit="currency",
         sql="""
-            SELECT toDate(timestamp) AS day, round(sum($amount), 2)
+            SELECT toDate(timestamp) AS day, round($money_sum, 2)
             FROM $events
             WHERE event = 'purchase' AND $in_range
             GROUP BY day
@@ -110,7 +110,9 @@ METRICS: tuple[Metric, ...] = (
         description="Average revenue per active user: revenue / dau on the day (2 decimals)",
         unit="currency",
         sql="""
-            SELECT toDate(timestamp) AS day, round(sumIf($amount, event = 'purchase') / uniqExact($person), 2)
+            SELECT toDate(timestamp) AS day,
+                   round(coalesce(sumIf(toDecimal256($amount, 6), event = 'purchase'), 0)
+                         / uniqExact($person), 2)
             FROM $events
             WHERE $in_range
             GROUP BY day
@@ -132,7 +134,9 @@ METRICS: tuple[Metric, ...] = (
         description="Monthly recurring revenue at the end of the day: the amount of every active "
         "subscription, yearly plans as amount / 12 (2 decimals)",
         unit="currency",
-        sql="SELECT day, round(sum(monthly), 2) FROM ($active_subscription_days) GROUP BY day",
+        sql="""
+            SELECT day, round(sum(toDecimal256(monthly, 6)), 2) FROM ($active_subscription_days) GROUP BY day
+        """,
     ),
     Metric(
         name="active_subscriptions",

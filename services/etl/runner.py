@@ -106,10 +106,12 @@ class EtlRunner:
         return [day for day in window.days() if day not in complete]
 
     async def catch_up(self, *, rerun_yesterday: bool = False) -> RunResult | None:
-        """Run the missing days (and yesterday when asked) as one range; None when nothing is due."""
+        """Run the missing days (and, when asked, yesterday and the `recompute_days` before it, whose
+        persons late links may have merged since) as one range; None when nothing is due."""
         days = await self.missing_days()
         if rerun_yesterday:
-            days.append(self.yesterday())
+            yesterday = self.yesterday()
+            days += [yesterday - timedelta(days=n) for n in range(self.settings.recompute_days + 1)]
         if not days:
             return None
         return await self.run(DateRange(min(days), max(days)))

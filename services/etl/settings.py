@@ -17,6 +17,15 @@ class EtlSettings(BaseSettings):
     backfill_days: int = Field(
         90, ge=0, le=366, description="How many days back the catch-up at start may reach"
     )
+    recompute_days: int = Field(
+        7,
+        ge=0,
+        le=366,
+        description="The nightly run also recomputes this many days before it, so late merges settle",
+    )
+    deletions_check_seconds: float = Field(
+        2.0, gt=0, le=600, description="How often finished person deletions get their days recomputed"
+    )
     max_run_days: int = Field(366, ge=1, le=3660, description="Longest range one run (or one read) may cover")
     query_timeout_seconds: float = Field(
         300.0, gt=0, le=3600, description="ClickHouse max_execution_time per metric"

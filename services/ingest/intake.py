@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from services.ingest.native_events import NativeEvents
@@ -54,6 +55,25 @@ def event_messages(
     ]
 
 
+def content(event: AcceptedEvent) -> tuple[Any, ...]:
+    """What two items carrying one event_id must agree on (property order aside)."""
+    properties = orjson.dumps(event.properties, option=orjson.OPT_SORT_KEYS)
+    return (event.event, event.user_id, event.timestamp, properties)
+
+
+def conflicting_ids(accepted: Sequence[tuple[int, AcceptedEvent]]) -> dict[int, list[int]]:
+    """Item index -> the indices sharing its event_id, for every event_id that items of one request
+    carry with different content (README, Definitions: "Duplicates")."""
+    groups: dict[str, list[tuple[int, AcceptedEvent]]] = {}
+    for index, event in accepted:
+        groups.setdefault(event.event_id, []).append((index, event))
+    found: dict[int, list[int]] = {}
+    for group in groups.values():
+        if len({content(event) for _, event in group}) > 1:
+            found.update({index: [i for i, _ in group] for index, _ in group})
+    return found
+
+
 @dataclass
 class Intake:
     producer: DurableProducer
@@ -67,13 +87,29 @@ class Intake:
         try:
             self.accepted.append(convert(item, now))
         except (ValidationError, ValueError, TypeError) as exc:
-            why = reasons(exc)
-            self.rejected.append(Rejection(index=index, errors=why))
-            self.dead_letters.append(
-                DeadLetter(
-                    reason="; ".join(why), stage="ingest", source=self.source, payload=item, errors=why
-                )
-            )
+            self.reject(index, item, reasons(exc))
+
+    def reject(self, index: int, item: Any, why: list[str]) -> None:
+        self.rejected.append(Rejection(index=index, errors=why))
+        self.dead_letters.append(
+            DeadLetter(reason="; ".join(why), stage="ingest", source=self.source, payload=item, errors=why)
+        )
+
+    def reject_conflicting_ids(self, items: Sequence[Any]) -> None:
+        """After every item was added: items repeating an event_id with different content. None of
+        them can be known to be the event, so each is rejected (identical repeats stay: they count
+        once)."""
+        if len({event.event_id for event in self.accepted}) == len(self.accepted):  # the usual case
+            return
+        refused = {r.index for r in self.rejected}
+        indexed = list(zip([i for i in range(len(items)) if i not in refused], self.accepted, strict=True))
+        conflicts = conflicting_ids(indexed)
+        self.accepted = [event for index, event in indexed if index not in conflicts]
+        for index, group in sorted(conflicts.items()):
+            others = ", ".join(str(i) for i in group if i != index)
+            why = f"event_id: item(s) {others} of this request carry it with different content"
+            self.reject(index, items[index], [why])
+        self.rejected.sort(key=lambda r: r.index)
 
     async def publish(self) -> IngestResult:
         """Send accepted events and dead letters; 422 (nothing sent) when no event is valid."""
@@ -106,4 +142,5 @@ async def ingest_items(
     converter = convert if convert is not None else NativeEvents(len(items))
     for index, item in enumerate(items):
         intake.add(index, item, converter, now)
+    intake.reject_conflicting_ids(items)
     return await intake.publish()

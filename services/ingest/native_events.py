@@ -86,6 +86,10 @@ def plain_event(item: Any, received_at: datetime, new_ids: Iterator[str]) -> Acc
         received_at,
         properties,
         "api",
+        # An anonymous id sent beside a user id links it to the user (IncomingEvent.accept's rule).
+        [anonymous_id]
+        if user_id is not None and anonymous_id is not None and anonymous_id != user_id
+        else [],
     )
     try:
         accepted.message = encode_event(accepted, properties)

@@ -4,10 +4,10 @@
     # ... fix the `payload` of the lines you want back (or fix the code that refused them) ...
     python -m services.ingest.replay import dead.jsonl       # validate each payload again, publish the good
 
-Import validates with the same rules as ingest (native API, Segment, or the events-topic message the
-stream processor refused, as the record's `source` and `stage` say) and publishes with the durable
-producer; event_ids are kept, so importing the same file twice does not double-count. Lines that still
-fail are listed with their reason. Bringing events back in is ingest's job, so the tool lives here.
+Import validates with the same rules as ingest (native API, Segment, PostHog, or the events-topic
+message the stream processor refused, as the record's `source` and `stage` say) and publishes with the
+durable producer; event_ids are kept, so importing the same file twice does not double-count. Lines that
+still fail are listed with their reason. Bringing events back in is ingest's job, so the tool lives here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from services.ingest.native_events import native_event
+from services.ingest.posthog import posthog_event
 from services.ingest.segment import segment_event
 from shared.contracts.events import AcceptedEvent, StoredEvent
 from shared.contracts.topics import OutgoingMessage, Topics
@@ -86,9 +87,14 @@ def revive(record: dict[str, Any], now: datetime) -> StoredEvent | AcceptedEvent
         # Importing the same file twice must not double-count items that never had an id.
         stable_id = str(uuid.uuid5(REPLAY_NAMESPACE, position))
         payload = {**payload}
-        payload.setdefault("messageId" if record.get("source") == "segment" else "event_id", stable_id)
+        if record.get("source") == "posthog" and isinstance(payload.get("data"), dict):
+            payload["data"] = {"uuid": stable_id, **payload["data"]}  # the event's own uuid wins
+        else:
+            payload.setdefault("messageId" if record.get("source") == "segment" else "event_id", stable_id)
     if record.get("source") == "segment":
         return segment_event(payload, now)
+    if record.get("source") == "posthog":
+        return posthog_event(payload, now)
     if record.get("stage") == "stream":
         return StoredEvent.model_validate(
             payload if isinstance(payload, dict) else orjson.loads(str(payload))

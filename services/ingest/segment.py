@@ -15,7 +15,12 @@ from services.ingest.body import parse_json, read_body
 from services.ingest.intake import ingest_items
 from shared.auth import Role, basic_username, bearer_token
 from shared.contracts.events import AcceptedEvent, IncomingEvent, as_utc
-from shared.contracts.limits import MAX_EVENT_NAME_LENGTH, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES
+from shared.contracts.limits import (
+    MAX_EVENT_NAME_LENGTH,
+    MAX_ID_LENGTH,
+    SEGMENT_MAX_BATCH_BYTES,
+    SEGMENT_MAX_EVENT_BYTES,
+)
 from shared.deps import authorize, producer_of, topics_of
 from shared.errors import InvalidRequest
 from shared.http import ERROR_RESPONSES
@@ -106,7 +111,13 @@ def segment_event(call: Any, received_at: datetime) -> AcceptedEvent:
         properties=call_properties(call),
         event_id=event_id(call),
     )
-    return incoming.accept(received_at, source="segment")
+    # An alias says previousId is now userId: a link (an anonymous id beside the user id is one too).
+    previous = stringify(call.get("previousId")) if call.get("type") == "alias" else None
+    if previous is not None and len(previous) > MAX_ID_LENGTH:
+        raise ValueError(f"previousId: must be at most {MAX_ID_LENGTH} characters")
+    if previous is not None and incoming.user_id is None:
+        raise ValueError("userId: an alias call needs the userId that previousId becomes")
+    return incoming.accept(received_at, source="segment", links_from=[previous] if previous else [])
 
 
 def with_batch_context(body: dict[str, Any]) -> list[Any]:
@@ -135,6 +146,24 @@ def write_key(authorization: str | None, body: Any) -> str | None:
     return key
 
 
+async def handle(request: Request, authorization: str | None, kind: str | None) -> SegmentAck:
+    """One Segment request: a call of `kind`, or a batch (kind None); 200 after Kafka acknowledged."""
+    limit = SEGMENT_MAX_BATCH_BYTES if kind is None else SEGMENT_MAX_EVENT_BYTES
+    body = parse_json(await read_body(request, limit))
+    authorize(request, write_key(authorization, body), Role.INGEST)
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
+    result = await ingest_items(
+        calls,
+        producer=producer_of(request),
+        topics=topics_of(request),
+        convert=segment_event,
+        source="segment",
+    )
+    return SegmentAck(accepted=result.accepted, rejected=[r.model_dump() for r in result.rejected])
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["segment"])
     responses = {
@@ -143,22 +172,6 @@ def build_router() -> APIRouter:
         413: {"description": "Too large"},
         503: {"description": "Kafka did not acknowledge in time"},
     }
-
-    async def handle(request: Request, authorization: str | None, kind: str | None) -> SegmentAck:
-        limit = SEGMENT_MAX_BATCH_BYTES if kind is None else SEGMENT_MAX_EVENT_BYTES
-        body = parse_json(await read_body(request, limit))
-        authorize(request, write_key(authorization, body), Role.INGEST)
-        if not isinstance(body, dict):
-            raise InvalidRequest("body must be a JSON object")
-        calls = with_batch_context(body) if kind is None else [{**body, "type": body.get("type") or kind}]
-        result = await ingest_items(
-            calls,
-            producer=producer_of(request),
-            topics=topics_of(request),
-            convert=segment_event,
-            source="segment",
-        )
-        return SegmentAck(accepted=result.accepted, rejected=[r.model_dump() for r in result.rejected])
 
     for path in ("/v1/batch", "/v1/import"):
 

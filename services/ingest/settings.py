@@ -14,3 +14,5 @@ class IngestSettings(BaseSettings):
     ack_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Deadline for Kafka's acknowledgement")
     max_batch_events: int = Field(MAX_BATCH_EVENTS, ge=1, le=10_000)
     max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024)
+    # posthog-python sends batches of up to 5 MiB (its BATCH_SIZE_LIMIT); the event count limit still holds.
+    posthog_max_body_bytes: int = Field(5 * MAX_BODY_BYTES, ge=1024, description="PostHog capture bodies")

@@ -1,4 +1,5 @@
-"""Query service: ClickHouse -> stats, funnel and cohort answers for dashboards (read key)."""
+"""Query service: ClickHouse -> stats, funnel, cohort and person answers (read key), saved insights and
+dashboards, and the dashboard's pages at `/`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
-from services.query import routes
+from services.query import persons_routes, routes, saved_routes, web
 from services.query.settings import QuerySettings
 from shared.component import BaseComponent
 
@@ -20,7 +21,12 @@ class QueryComponent(BaseComponent):
     uses_clickhouse: bool = True
 
     def routers(self) -> list[APIRouter]:
-        return [routes.build_router(self.settings)]
+        return [
+            routes.build_router(self.settings),
+            persons_routes.build_router(self.settings),
+            saved_routes.build_router(),
+            web.build_router(),
+        ]
 
 
 def component() -> QueryComponent:

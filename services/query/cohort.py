@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -25,9 +26,11 @@ from services.query.cohort_sql import event_condition
 from services.query.filters import all_filters_sql
 from services.query.properties import Filters, Property, key_sql
 from services.query.rounding import percentage
+from services.query.timezones import LocalRange, TimeZoneName, Zone, day_number
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
+from shared.contracts.property_types import bucket_value
 from shared.contracts.storage import FINAL_SETTINGS
 from shared.errors import QueryFailed
 
@@ -77,10 +80,11 @@ class CohortRequest(BaseModel):
     return_filters: Annotated[Filters, FromJson] = Field(
         [], description="On the return event (JSON in a URL)"
     )
+    timezone: TimeZoneName = "UTC"
 
     @property
     def last_day(self) -> date:
-        return self.end_date or datetime.now(UTC).date()
+        return self.end_date or datetime.now(UTC).astimezone(ZoneInfo(self.timezone)).date()
 
     def period_starts(self) -> list[date]:
         """The first day of every shown period, oldest first."""
@@ -105,7 +109,10 @@ class CohortResponse(BaseModel):
 
 
 class BreakdownCohorts(BaseModel):
-    value: str | None = Field(description="The value on the cohort-starting event; null when absent")
+    value: str | float | int | bool | None = Field(
+        description="The value on the cohort-starting event (or of the person) as typed JSON; null when "
+        "missing, null, an object or an array; 'Other' for the merged bucket"
+    )
     other: bool = Field(False, description="True for the bucket that merges every value beyond the top 10")
     cohorts: list[Cohort]
 
@@ -145,8 +152,11 @@ def label(start: date, period_type: str) -> str:
 
 def build(request: CohortRequest) -> tuple[str, dict[str, Any]]:
     """Rows (cohort index, users, [returning users at offset 0, 1, ...]) for non-empty cohorts: from the
-    per-user summary when any event counts, else from a scan of the events. With a breakdown, rows
-    (bucket, missing, value, cohort index, users, [returning]) from the scan (bucket 0: everyone)."""
+    per-user summary when any event counts (UTC only: it holds UTC days), else from a scan of the events.
+    With a breakdown, rows (bucket, value, cohort index, users, [returning]) from the scan (bucket 0:
+    everyone)."""
+    if request.timezone != "UTC":
+        return build_local_scan(request)
     scanned = request.start_filters or request.return_filters or request.breakdown is not None
     if request.start_event is None and request.return_event is None and not scanned:
         return build_from_summary(request)
@@ -174,19 +184,7 @@ def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
         "first_ms": (first - EPOCH_DAY).days * 86_400_000,
         "range_end": datetime.combine(request.last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC),
     }
-    is_start = event_condition(request.start_event, "start_event", params)
-    is_start += f" AND {all_filters_sql(request.start_filters, 'sf', params)}"
-    is_return = event_condition(request.return_event, "return_event", params)
-    is_return += f" AND {all_filters_sql(request.return_filters, 'rf', params)}"
-    events = [e for e in (request.start_event, request.return_event) if e is not None]
-    event_filter = "1"
-    if len(events) == 2:
-        params["events"] = events
-        event_filter = "event IN {events:Array(String)}"
-    breakdown = None
-    if request.breakdown is not None:
-        params["breakdown"] = request.breakdown.property
-        breakdown = key_sql("breakdown", request.breakdown.source)
+    is_start, is_return, event_filter, breakdown = conditions(request, params)
     sql = cohort_sql.scan_sql(
         request.period_type,
         request.periods,
@@ -200,6 +198,49 @@ def build_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
+def build_local_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
+    """`build_scan` in the request's time zone: its days, weeks and months (timezones.py)."""
+    first = request.period_starts()[0]
+    local = LocalRange(Zone(request.timezone), first, request.last_day)
+    params: dict[str, Any] = {
+        **local.parameters(),
+        "first_day": day_number(first),
+        "last_day": day_number(request.last_day),
+        "first_month": first.year * 12 + first.month,
+    }
+    is_start, is_return, event_filter, breakdown = conditions(request, params)
+    sql = cohort_sql.local_scan_sql(
+        request.period_type,
+        request.periods,
+        is_start,
+        is_return,
+        event_filter,
+        local.local_day_sql(),
+        first_time=request.retention_type == "first_time",
+        cumulative=request.cumulative,
+        breakdown=breakdown,
+    )
+    return sql, params
+
+
+def conditions(request: CohortRequest, params: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """The SQL of a start row, a return row, the events read, and the breakdown bucket (or None)."""
+    is_start = event_condition(request.start_event, "start_event", params)
+    is_start += f" AND {all_filters_sql(request.start_filters, 'sf', params)}"
+    is_return = event_condition(request.return_event, "return_event", params)
+    is_return += f" AND {all_filters_sql(request.return_filters, 'rf', params)}"
+    events = [e for e in (request.start_event, request.return_event) if e is not None]
+    event_filter = "1"
+    if len(events) == 2:
+        params["events"] = events
+        event_filter = "event IN {events:Array(String)}"
+    breakdown = None
+    if request.breakdown is not None:
+        params["breakdown"] = request.breakdown.property
+        breakdown = key_sql("breakdown", request.breakdown)
+    return is_start, is_return, event_filter, breakdown
+
+
 def parse(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortResponse:
     """Every shown period as a cohort (empty ones too), with offsets up to the last shown period."""
     if request.breakdown is not None:
@@ -210,10 +251,10 @@ def parse(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortResponse
 def parse_breakdown(rows: list[tuple[Any, ...]], request: CohortRequest) -> CohortBreakdownResponse:
     """The whole table from bucket 0, one per value bucket (1-10, 11: Other)."""
     per_bucket: dict[int, list[tuple[Any, ...]]] = {}
-    labels: dict[int, str | None] = {}
-    for bucket, missing, value, index, users, counts in rows:
+    labels: dict[int, str | float | int | bool | None] = {}
+    for bucket, value, index, users, counts in rows:
         per_bucket.setdefault(int(bucket), []).append((index, users, counts))
-        labels[int(bucket)] = None if missing else str(value)
+        labels[int(bucket)] = bucket_value(*value)
     tables = [
         BreakdownCohorts(
             value="Other" if b == cohort_sql.TOP_VALUES + 1 else labels[b],

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, PERSON
+from services.query.properties import NO_KEY
+from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, IN_MERGED_PERSON, PERSON
+
+# Among simultaneous events the one received first, then the smaller event_id (as text) is earlier.
+TIE_KEY = "(toUnixTimestamp64Milli(received_at), toString(event_id))"
 
 TOP_VALUES = 10
 
@@ -68,12 +72,17 @@ def retained_sql(mask: str, at: str, cumulative: bool) -> str:
 
 
 def summary_sql(period_type: str, periods: int, cumulative: bool = False) -> str:
-    """Cohort rows when any event starts and any event returns (see the module doc). Each user becomes
-    (sign, cohort, bit mask of the shown periods they were active in): every summarised user (+1),
-    minus the changed ones among them (-1, a primary-key lookup in the summary), plus the changed users
-    recomputed from the events (+1). Users are then counted per (cohort, mask), a few thousand groups,
-    before the masks are expanded; subtracting spares testing a million user ids against the set."""
+    """Cohort rows when any event starts and any event returns (see the module doc). Each person becomes
+    (sign, cohort, bit mask of the shown periods they were active in). A distinct id that is its own
+    person is one summary row: every such summarised id (+1), minus the changed ones among them (-1, a
+    primary-key lookup in the summary), plus the changed ones recomputed from the events (+1);
+    subtracting spares testing every id against the set. The ids of merged persons (two or more ids)
+    are grouped by person first, each id's days coming from the summary or, when changed, from the
+    events. People are then counted per (cohort, mask), a few thousand groups, before the masks are
+    expanded."""
     period = DAY_PERIOD[period_type]
+    alone = f"{SUMMARY_USABLE} AND NOT {IN_MERGED_PERSON}"
+    changed = f"user_id IN ({CHANGED_USERS})"
     return f"""
         SELECT cohort, sum(n) AS users,
                sumForEach(arrayMap(k -> toUInt64({retained_sql("mask", "cohort + k", cumulative)}) * n,
@@ -81,11 +90,13 @@ def summary_sql(period_type: str, periods: int, cumulative: bool = False) -> str
         FROM (
             SELECT cohort, mask, sum(sign) AS n
             FROM (
-                {summarised_users_sql(period, "1", SUMMARY_USABLE)}
+                {from_days_sql(period, "1", summarised_days_sql(alone))}
                 UNION ALL
-                {summarised_users_sql(period, "-1", f"{SUMMARY_USABLE} AND user_id IN ({CHANGED_USERS})")}
+                {from_days_sql(period, "-1", summarised_days_sql(f"{alone} AND {changed}"))}
                 UNION ALL
-                {recomputed_users_sql(period)})
+                {from_days_sql(period, "1", recomputed_days_sql(f"NOT {IN_MERGED_PERSON}", "user_id"))}
+                UNION ALL
+                {from_days_sql(period, "1", merged_person_days_sql())})
             GROUP BY cohort, mask)
         GROUP BY cohort
         ORDER BY cohort"""
@@ -97,32 +108,48 @@ def bit_of(period_index: str) -> str:
     return f"bitShiftLeft(toUInt64(1), least(greatest({period_index}, 0), 63))"
 
 
-def summarised_users_sql(period: str, sign: str, where: str) -> str:
-    """(sign, cohort, mask) of the summary's users matching `where`; a user's days are sorted, so the
-    periods are too and arrayCompact leaves each once."""
+def from_days_sql(period: str, sign: str, days: str) -> str:
+    """(sign, cohort, mask) of each row of `days` (a sorted array `known` of the days before end_day):
+    sorted days give sorted periods, so arrayCompact leaves each once."""
     periods = f"arrayCompact(arrayMap(d -> {period.format(d='d')}, known))"
     return f"""
         SELECT {sign} AS sign, toInt32({period.format(d="known[1]")}) AS cohort,
                arraySum(arrayMap(p -> {bit_of("p")}, {periods})) AS mask
-        FROM (SELECT arrayFilter(d -> d < {{end_day:Int32}}, days) AS known
-              FROM {ACTIVE_DAYS_TABLE}
-              WHERE {where} AND NOT throwIf(built_at != {BUILT_AT}, '{SUMMARY_SWAPPED}'))
+        FROM ({days})
         WHERE notEmpty(known) AND known[1] >= {{first_day:Int32}}"""
 
 
-def recomputed_users_sql(period: str) -> str:
-    """(1, cohort, mask) from `analytics_events FINAL` of the changed users, or of everyone when the
-    summary cannot be used. The user_id filter may run before FINAL: copies share the key."""
-    known, shown = "d < {end_day:Int32}", "d >= {first_day:Int32} AND d < {end_day:Int32}"
-    first_known = f"minIf(d, {known})"
+def summarised_days_sql(where: str, person: str | None = None) -> str:
+    """`known` of the summary's rows matching `where` (and `person`, the row's person, when asked)."""
+    select = f"{person} AS person, " if person else ""
     return f"""
-        SELECT 1 AS sign, toInt32({period.format(d=first_known)}) AS cohort,
-               groupBitOrIf({bit_of(period.format(d="d"))}, {shown}) AS mask
-        FROM (SELECT user_id, {DAY_NUMBER.format(t="timestamp")} AS d
+        SELECT {select}arrayFilter(d -> d < {{end_day:Int32}}, days) AS known
+        FROM {ACTIVE_DAYS_TABLE}
+        WHERE {where} AND NOT throwIf(built_at != {BUILT_AT}, '{SUMMARY_SWAPPED}')"""
+
+
+def recomputed_days_sql(where: str, group: str) -> str:
+    """`known` from `analytics_events FINAL`, per `group`, of the changed ids matching `where` (of every
+    id when the summary cannot be used). The id filters may run before FINAL: copies share the key."""
+    return f"""
+        SELECT {group}, arraySort(groupArrayIf(d, d < {{end_day:Int32}})) AS known
+        FROM (SELECT user_id, {PERSON} AS person, {DAY_NUMBER.format(t="timestamp")} AS d
               FROM {EVENTS_TABLE} FINAL
-              PREWHERE NOT {SUMMARY_USABLE} OR user_id IN ({CHANGED_USERS}))
-        GROUP BY user_id
-        HAVING countIf({known}) > 0 AND {first_known} >= {{first_day:Int32}}"""
+              PREWHERE (NOT {SUMMARY_USABLE} OR user_id IN ({CHANGED_USERS})) AND {where})
+        GROUP BY {group}"""
+
+
+def merged_person_days_sql() -> str:
+    """`known` of every merged person: the days of all their ids, each id's from the summary or, when
+    it changed, from the events."""
+    unchanged = f"{SUMMARY_USABLE} AND {IN_MERGED_PERSON} AND user_id NOT IN ({CHANGED_USERS})"
+    return f"""
+        SELECT arraySort(arrayDistinct(arrayFlatten(groupArray(known)))) AS known
+        FROM (
+            {summarised_days_sql(unchanged, PERSON)}
+            UNION ALL
+            SELECT person, known FROM ({recomputed_days_sql(IN_MERGED_PERSON, "person")}))
+        GROUP BY person"""
 
 
 def scan_sql(
@@ -143,8 +170,8 @@ def scan_sql(
     mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
     retained = "bitTest(active, cohort + k)" if mask == "active" and not cumulative else None
     counts = counts_sql(periods, retained or retained_sql(mask, "cohort + k", cumulative))
-    value = ", minIf((timestamp, bk), is_start).2 AS bk" if breakdown else ""
-    key = f", if(is_start, {breakdown}, (false, '')) AS bk" if breakdown else ""  # parsed for starts only
+    value = f", {first_value('timestamp')}" if breakdown else ""
+    key = start_key(breakdown)
     people = f"""
             SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
                    groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
@@ -165,22 +192,36 @@ def scan_sql(
         ORDER BY cohort"""
 
 
+def start_key(breakdown: str | None) -> str:
+    """The breakdown bucket `bk` and the order among simultaneous events `tie` of a row, read for start
+    events only (the others' JSON is not parsed)."""
+    if breakdown is None:
+        return ""
+    return f", if(is_start, {breakdown}, {NO_KEY}) AS bk, {TIE_KEY} AS tie"
+
+
+def first_value(at: str) -> str:
+    """The person's cohort-starting event's bucket: their first start event (`at`: its time), among
+    simultaneous ones the one received first (README, Definitions: "Order and ties")."""
+    return f"argMinIf(bk, ({at}, tie), is_start) AS bk"
+
+
 def breakdown_sql(people: str, counts: str) -> str:
-    """(bucket, missing, value, cohort, users, [returning at k]): the values with the most persons in
-    the shown cohorts are buckets 1-10, the rest 11; bucket 0 is every person."""
+    """(bucket, value, cohort, users, [returning at k]): the values with the most persons in the shown
+    cohorts are buckets 1-10 (ties by the bucket's order), the rest 11; bucket 0 is every person."""
     return f"""
-        SELECT if(grouping(bucket) = 1, 0, bucket) AS bucket_id, argMin(missing, rank), argMin(value, rank),
+        SELECT if(grouping(bucket) = 1, 0, bucket) AS bucket_id, argMin(bk, rank),
                cohort, sum(users), sumForEach(returning)
         FROM (
-            SELECT least(rank, {TOP_VALUES + 1}) AS bucket, rank, missing, value, cohort, users, returning
+            SELECT least(rank, {TOP_VALUES + 1}) AS bucket, rank, bk, cohort, users, returning
             FROM (
-                SELECT *, dense_rank() OVER (ORDER BY persons DESC, missing, value) AS rank
+                SELECT *, dense_rank() OVER (ORDER BY persons DESC, bk) AS rank
                 FROM (
-                    SELECT bk.1 AS missing, bk.2 AS value, cohort, count() AS users,
+                    SELECT bk, cohort, count() AS users,
                            sumForEach({counts}) AS returning,
-                           sum(count()) OVER (PARTITION BY missing, value) AS persons
+                           sum(count()) OVER (PARTITION BY bk) AS persons
                     FROM ({people})
-                    GROUP BY missing, value, cohort)))
+                    GROUP BY bk, cohort)))
         GROUP BY GROUPING SETS ((bucket, cohort), (cohort))
         ORDER BY bucket_id, cohort"""
 
@@ -190,3 +231,49 @@ def event_condition(event: str | None, name: str, params: dict[str, Any]) -> str
         return "1"
     params[name] = event
     return f"event = {{{name}:String}}"
+
+
+# The shown period of a local day number {d} (timezones.py), counted from the first shown period.
+LOCAL_PERIOD = {
+    "daily": "({d} - {{first_day:Int32}})",
+    "weekly": "intDiv({d} - {{first_day:Int32}}, 7)",
+    "monthly": "(toYear(toDate32({d})) * 12 + toMonth(toDate32({d})) - {{first_month:Int32}})",
+}
+
+
+def local_scan_sql(
+    period_type: str,
+    periods: int,
+    is_start: str,
+    is_return: str,
+    event_filter: str,
+    local_day: str,
+    *,
+    first_time: bool = False,
+    cumulative: bool = False,
+    breakdown: str | None = None,
+) -> str:
+    """`scan_sql` in a time zone: periods of the local day (`local_day`, SQL over `timestamp`). Local
+    dates never go back as time goes on, so the first start event's day is the smallest one."""
+    index = LOCAL_PERIOD[period_type]
+    mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
+    counts = counts_sql(periods, retained_sql(mask, "cohort + k", cumulative))
+    value = f", {first_value('timestamp')}" if breakdown else ""
+    people = f"""
+            SELECT {index.format(d="minIf(day, is_start)")} AS cohort,
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
+            FROM (SELECT {PERSON} AS person, timestamp, {local_day} AS day, {is_start} AS is_start,
+                         {index.format(d="day")} AS period{start_key(breakdown)},
+                         {is_return} AND day >= {{first_day:Int32}} AS returned
+                  FROM {EVENTS_TABLE} FINAL
+                  WHERE timestamp < {{tz_to:DateTime64(3, 'UTC')}} AND day <= {{last_day:Int32}}
+                    AND {event_filter})
+            GROUP BY person
+            HAVING countIf(is_start) > 0 AND minIf(day, is_start) >= {{first_day:Int32}}"""
+    if breakdown:
+        return breakdown_sql(people, counts)
+    return f"""
+        SELECT cohort, count() AS users, sumForEach({counts})
+        FROM ({people})
+        GROUP BY cohort
+        ORDER BY cohort"""

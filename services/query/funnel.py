@@ -27,6 +27,7 @@ from services.query.funnel_sql import TOP_BREAKDOWN_VALUES, buckets_sql
 from services.query.funnel_units import entry_unit, units_sql
 from services.query.rounding import percentage, seconds
 from shared.clickhouse import ClickHouse
+from shared.contracts.property_types import bucket_value
 from shared.contracts.storage import FINAL_SETTINGS
 
 __all__ = ["FunnelRequest", "FunnelResponse", "build", "parse", "run_funnel"]
@@ -37,8 +38,8 @@ Stats = tuple[
 
 
 def build(request: FunnelRequest) -> tuple[str, dict[str, Any]]:
-    """The steps view: rows (bucket, missing, value, per-level counts, time sums, low and high median
-    times) for the total (bucket 0) and each breakdown bucket."""
+    """The steps view: rows (bucket, value, per-level counts, time sums, low and high median times) for
+    the total (bucket 0) and each breakdown bucket."""
     params: dict[str, Any] = dict(request.period.parameters())
     by_value = request.breakdown is not None and request.breakdown_attribution == "all_events"
     units = units_sql(request, params, "value" if by_value else entry_unit(request))
@@ -56,7 +57,7 @@ def parse(rows: list[tuple[Any, ...]], request: FunnelRequest) -> FunnelResponse
         response.breakdown = [
             BreakdownFunnel(
                 **funnel_of(names, stats_of(row)).model_dump(),
-                value="Other" if b == TOP_BREAKDOWN_VALUES + 1 else (None if row[1] else str(row[2])),
+                value="Other" if b == TOP_BREAKDOWN_VALUES + 1 else bucket_value(*row[1]),
                 other=b == TOP_BREAKDOWN_VALUES + 1,
             )
             for b, row in sorted(buckets.items())
@@ -69,7 +70,7 @@ def stats_of(row: tuple[Any, ...] | None) -> Stats:
     """The per-level counts, time sums and medians of one bucket's row (nothing for no row)."""
     if row is None:
         return [], [], [], []
-    levels, sums, lows, highs = ([int(x) for x in column] for column in row[3:7])
+    levels, sums, lows, highs = ([int(x) for x in column] for column in row[2:6])
     return levels, sums, lows, highs
 
 

@@ -36,17 +36,16 @@ from typing import Any
 from services.query.filters import all_filters_sql
 from services.query.funnel_models import FunnelRequest
 from services.query.funnel_single import (
-    KEY_TYPE,
     needs_keys,
     result_sql,
     single_aggregates,
     single_columns,
     single_results,
 )
-from services.query.funnel_sql import NO_BREAKDOWN_KEY, step_mask_sql
-from services.query.funnel_windows import period_index_sql, window_end_sql
-from services.query.properties import PropertyRef, key_sql
-from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
+from services.query.funnel_sql import NO_BREAKDOWN_KEY, NO_TIE_KEY, TIE_KEY, hall_tests, step_mask_sql
+from services.query.funnel_windows import period_index_sql, range_sql, window_end_sql, window_parameters
+from services.query.properties import KEY_TYPE, PropertyRef, key_sql
+from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 EMPTY = "emptyArrayUInt64()"
 
@@ -72,13 +71,13 @@ def bit_or(masks: list[str]) -> str:
 
 def property_key(ref: PropertyRef, name: str, params: dict[str, Any]) -> str:
     params[name] = ref.property
-    return key_sql(name, ref.source)
+    return key_sql(name, ref)
 
 
 def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
     """person, user_id, ts, mask (steps), kb / kc (levels an exclusion event kills), hk (held values),
-    bk (breakdown value), xm (bit i: matches exclusion i) of every event in the range matching a step
-    or an exclusion."""
+    bk (breakdown value), xm (bit i: matches exclusion i), tie (the order among simultaneous events) of
+    every event in the range matching a step or an exclusion."""
     steps = [(s.event, s.filters) for s in request.steps]
     kills_before, kills_created, matched_bits = ["toUInt32(0)"], ["toUInt32(0)"], ["toUInt32(0)"]
     for i, (x, (before, created)) in enumerate(
@@ -104,21 +103,15 @@ def rows_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
         key = property_key(request.breakdown, "breakdown", params)
         breakdown = f"if({on}, {key}, {NO_BREAKDOWN_KEY})"  # parsed only for the rows that need it
     params["events"] = sorted({s.event for s in request.steps} | {x.event for x in request.exclusions})
+    tie = NO_TIE_KEY if request.breakdown is None else TIE_KEY
     return f"""
         SELECT {PERSON} AS person, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                toUInt32({step_mask_sql(steps, params)}) AS mask,
                {bit_or(kills_before)} AS kb, {bit_or(kills_created)} AS kc, {held} AS hk,
-               CAST({breakdown} AS {KEY_TYPE}) AS bk, {bit_or(matched_bits)} AS xm
+               CAST({breakdown} AS {KEY_TYPE}) AS bk, {bit_or(matched_bits)} AS xm, {tie} AS tie
         FROM {EVENTS_TABLE} FINAL
-        WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
+        WHERE {range_sql(request, params)} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(request.filters, "gf", params)} AND (mask > 0 OR kb > 0)"""
-
-
-def unordered_seen(seen: str, mask: str, ts: str, steps: int) -> str:
-    """The first moment (+1; 0: not yet) of each step from the start, after a row: a row matching
-    several steps counts for each of them (issue 14 may change this rule; it lives only here)."""
-    first = f"if(f = 0 AND bitTest({mask}, j - 1), {ts} + 1, f)"
-    return f"arrayMap((f, j) -> {first}, {seen}, range(1, {steps + 1}))"
 
 
 def ordered_fold(steps: int, strict: bool, span: str) -> str:
@@ -152,11 +145,20 @@ def ordered_fold(steps: int, strict: bool, span: str) -> str:
 
 
 def unordered_fold(steps: int, span: str) -> str:
-    """The per-start fold over moments for unordered funnels. State: 1 the first moment + 1 of each
-    step (0: not yet), 2 killed: an exclusion event after the start before every step happened."""
-    seen = unordered_seen("acc.1", "m.2", "m.1", steps)
-    step = f"({seen}, acc.2 OR (m.3 > 0 AND m.1 > s AND has({seen}, 0)))"
-    return f"arrayFold((acc, m) -> {step}, {span}, (arrayResize(emptyArrayUInt64(), {steps}), false))"
+    """The per-start fold over rows r = (ts, mask, kb, kc, any-step mask) of unordered funnels (one
+    event, one step: Hall's condition on the `hall_tests` unions, funnel_sql.hall_tests). State: 1 the
+    rows matching each union so far, 2 per level the time + 1 it was first reached (0: not yet), 3 the
+    time + 1 of the first exclusion event after the start (0: none)."""
+    tests = "{hall_tests:Array(UInt32)}"
+    counts = f"arrayMap((c, t) -> toUInt32(c + (bitAnd(m.2, t) != 0)), acc.1, {tests})"
+    holds = f"arrayAll(i -> c[i] >= bitCount({tests}[i]), {{hall_levels:Array(Array(UInt32))}}[k])"
+    reach = f"arrayMap((r, k) -> if(r = 0 AND {holds}, m.1 + 1, r), acc.2, range(1, {steps + 1}))"
+    excluded = "if(acc.3 = 0 AND m.3 > 0 AND m.1 > s, m.1 + 1, acc.3)"
+    step = f"arrayMap(c -> (c, {reach}, {excluded}), [{counts}])[1]"
+    initial = (
+        f"(arrayResize(emptyArrayUInt32(), length({tests})), arrayResize({EMPTY}, {steps}), toUInt64(0))"
+    )
+    return f"arrayFold((acc, m) -> {step}, {span}, {initial})"
 
 
 ROWS = "arrayZip(tss, masks, arrayMap(e -> e.3, ev), arrayMap(e -> e.4, ev), arrayMap(e -> e.2, ev))"
@@ -179,9 +181,10 @@ def let(bindings: list[tuple[str, str]], body: str) -> str:
 
 
 def key_at(step: str, at: str) -> str:
-    """The smallest breakdown value among the group's rows at `at` matching step `step`."""
+    """The breakdown value of the group's row at `at` matching step `step` (of simultaneous ones the
+    first received: README, Definitions, "Order and ties")."""
     rows = f"arrayFilter(e -> e.1 = {at} AND e.5 = hv AND bitTest(e.2, {step} - 1), ev)"
-    return f"arrayReduce('min', arrayMap(e -> e.6, {rows}))"
+    return f"arrayReduce('argMin', arrayMap(e -> e.6, {rows}), arrayMap(e -> e.8, {rows}))"
 
 
 def keys_sql(request: FunnelRequest, unit: str, level: str, times: str, s: str) -> tuple[str, str, str]:
@@ -206,12 +209,14 @@ def searched_sql(request: FunnelRequest, unit: str) -> str:
     unordered = request.mode == "unordered"
     until = f"arrayCount(t -> t <= {window_end_sql(request, 's')}, moment_ts)"
     span = f"arraySlice(moments, p, {until} - p + 1)"
-    if unordered:
-        fold = unordered_fold(steps, span)
-        level = f"if(has(f.1, 0), indexOf(f.1, 0) - 1, {steps})"
-        survived, times = "NOT f.2 AND l > 0", "arrayMap(x -> toUInt64(x - 1), arraySlice(f.1, 1, l))"
-        latest = "toUInt64(arrayMax(arraySlice(o.4, 1, j)))"
-        reach = f"arrayMap(j -> if(j = 1, o.1, {latest}), range(1, o.2 + 1))"
+    if unordered:  # over rows, not moments: simultaneous events are still different events
+        first_row = "arrayFirstIndex(t -> t >= s, tss)"
+        last_row = f"arrayCount(t -> t <= {window_end_sql(request, 's')}, tss)"
+        fold = unordered_fold(steps, f"arraySlice(rows, {first_row}, {last_row} - {first_row} + 1)")
+        level = "arrayCount(r -> r > 0, f.2)"
+        survived = f"l > 0 AND (f.3 = 0 OR (l = {steps} AND f.3 >= f.2[{steps}]))"
+        times = "arrayMap(x -> toUInt64(x - 1), arraySlice(f.2, 1, l))"
+        reach = "arrayMap(j -> if(j = 1, o.1, o.4[j]), range(1, o.2 + 1))"
     else:
         strict = request.mode == "strict"
         fold = ordered_fold(steps, strict, span)
@@ -232,9 +237,8 @@ def searched_sql(request: FunnelRequest, unit: str) -> str:
     with_starts = let([("start_ts", "arrayMap(i -> moment_ts[i], starts)")], with_folds)
     found = "arrayFilter((i, m) -> " + starts + ", arrayEnumerate(moments), arrayMap(m -> m.2, moments))"
     with_moments = let([("moment_ts", "arrayMap(m -> m.1, moments)"), ("starts", found)], with_starts)
-    return let(
-        [("tss", "arrayMap(e -> e.1, ev)"), ("masks", masks)], let([("moments", MOMENTS)], with_moments)
-    )
+    bound = [("moments", MOMENTS), *([("rows", ROWS)] if unordered else [])]
+    return let([("tss", "arrayMap(e -> e.1, ev)"), ("masks", masks)], let(bound, with_moments))
 
 
 def groups_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
@@ -243,15 +247,20 @@ def groups_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str
     params["window"] = request.window_ms
     if request.window_months is not None:
         params["window_months"] = request.window_months
+        window_parameters(request, params)
+    if request.mode == "unordered":
+        params["hall_tests"], params["hall_levels"] = hall_tests(
+            [(s.event, s.filters) for s in request.steps]
+        )
     rule = request.breakdown_attribution if request.breakdown is not None else None
-    first_bk = "minIf((ts, bk), bitTest(mask, 0)).2" if rule == "first_touch" else NO_BREAKDOWN_KEY
+    first_bk = "argMinIf(bk, (ts, tie), bitTest(mask, 0))" if rule == "first_touch" else NO_BREAKDOWN_KEY
     last, step, starting = needs_keys(request, unit)
     bk = "bk" if last or step or starting else "0"  # the search reads values only for these
     hk = "hk" if request.hold_constant else "0"
     aggregates = [] if request.hold_constant else single_aggregates(request, unit)
     people = f"""
         SELECT person, min(user_id) AS distinct_id, {first_bk} AS first_bk,
-               arraySort(groupArray((ts, mask, kb, kc, {hk}, {bk}, xm))) AS ev
+               arraySort(groupArray((ts, mask, kb, kc, {hk}, {bk}, xm, tie))) AS ev
                {"".join(f", {a}" for a in aggregates)}
         FROM ({rows_sql(request, params)})
         GROUP BY person
@@ -287,7 +296,7 @@ def units_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
     a step-1 event (all_events). Each group reduces its starts to its units in the row; a person's
     held-value groups are then merged by unit."""
     groups = groups_sql(request, params, unit)
-    period = period_index_sql(request.interval, "best.1")
+    period = period_index_sql(request, request.interval, "best.1")
     if unit == "event":
         tagged = "arrayFlatten(arrayMap(r -> arrayMap(k -> (k, r), r.8), results))"
     elif unit == "value":
@@ -296,10 +305,10 @@ def units_sql(request: FunnelRequest, params: dict[str, Any], unit: str) -> str:
         alone = "arrayMap(w -> (w, results[1]), arrayDistinct(results[1].8))"
         tagged = f"if(length(results) = 1, {alone}, {per_value})"
     elif unit == "period":
-        of = period_index_sql(request.interval, "r.1")
+        of = period_index_sql(request, request.interval, "r.1")
         periods = f"arrayDistinct(arrayMap(r -> {of}, results))"
         per_period = f"arrayMap(q -> (q, {best_of(f'arrayFilter(r -> {of} = q, results)')}), {periods})"
-        alone = f"[({period_index_sql(request.interval, 'results[1].1')}, results[1])]"
+        alone = f"[({period_index_sql(request, request.interval, 'results[1].1')}, results[1])]"
         tagged = f"if(length(results) = 1, {alone}, {per_period})"
     else:
         tagged = f"if(empty(results), [], [(0, {best_of('results')})])"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.query.properties import Filters, Property
+from services.query.timezones import TimeZoneName
 from shared.contracts.dates import DateRange, Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
 from shared.errors import InvalidRequest
@@ -19,6 +20,8 @@ from shared.errors import InvalidRequest
 DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 MAX_WINDOW_MONTHS = 12
+# An unordered funnel checks every union of filter classes sharing an event name: 2^n - 1 of them.
+MAX_UNORDERED_CLASSES_PER_EVENT = 10
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 EventName = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
 Mode = Literal["ordered", "strict", "unordered"]
@@ -72,7 +75,9 @@ class FunnelRequest(BaseModel):
     window_seconds: int = Field(DEFAULT_WINDOW_SECONDS, ge=1, le=MAX_WINDOW_SECONDS)
     window: Window | None = Field(None, description="Instead of window_seconds: a value and a unit")
     mode: Mode = "ordered"
-    breakdown: Property | None = None
+    breakdown: Property | None = Field(
+        None, description='A property of the step-1 event ("plan") or of its person ("person.plan")'
+    )
     breakdown_attribution: Attribution = "first_touch"
     breakdown_attribution_step: int | None = Field(None, ge=0, description="0-based; with `step`")
     filters: Filters = Field([], description="Applied to the events of every step and exclusion")
@@ -84,6 +89,19 @@ class FunnelRequest(BaseModel):
     from_step: int | None = Field(None, ge=0, description="time_to_convert: 0-based, default 0")
     to_step: int | None = Field(None, ge=1, description="time_to_convert: 0-based, default the last")
     interval: Literal["day", "week", "month"] = "day"
+    timezone: TimeZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _unordered_fits(self) -> FunnelRequest:
+        if self.mode == "unordered":
+            for event in {s.event for s in self.steps}:
+                variants = {str(s.filters) for s in self.steps if s.event == event}
+                if len(variants) > MAX_UNORDERED_CLASSES_PER_EVENT:
+                    raise ValueError(
+                        f"mode unordered: at most {MAX_UNORDERED_CLASSES_PER_EVENT} steps with "
+                        f"different filters may name one event ({event!r} has {len(variants)})"
+                    )
+        return self
 
     @property
     def period(self) -> DateRange:
@@ -161,8 +179,14 @@ class FunnelRequest(BaseModel):
                 found.append((("breakdown_attribution_step",), f"a step 0..{len(self.steps) - 1}"))
         elif self.breakdown_attribution_step is not None:
             found.append((("breakdown_attribution_step",), "only with breakdown_attribution step"))
-        if self.breakdown_attribution == "all_events" and self.mode == "unordered":
-            found.append((("breakdown_attribution",), "all_events needs an ordered or strict funnel"))
+        if self.breakdown_attribution != "first_touch" and self.mode == "unordered":
+            # one event, one step: an unordered chain has no event per step to take a value from
+            found.append(
+                (
+                    ("breakdown_attribution",),
+                    f"{self.breakdown_attribution} needs an ordered or strict funnel",
+                )
+            )
         if self.counting == "totals" and self.mode == "unordered":
             found.append((("counting",), "totals needs an ordered or strict funnel"))
         return found
@@ -218,8 +242,9 @@ class Funnel(BaseModel):
 
 
 class BreakdownFunnel(Funnel):
-    value: str | None = Field(
-        description="The property value the entries are attributed to; null when absent"
+    value: str | float | int | bool | None = Field(
+        description="The property's value the entries are attributed to, as typed JSON; null when missing, "
+        "null, an object or an array; 'Other' for the merged bucket"
     )
     other: bool = Field(False, description="True for the bucket that merges every value beyond the top 10")
 

@@ -4,8 +4,9 @@ The funnel body decides each person's level exactly as the funnel does (counting
 *converted* at step k (0-based) reached it (level > k), *dropped* at step k reached step k - 1 but not k
 (level = k). Pages are keyset pages in the order of the person id as text: the cursor is the last id
 of the page, so persons added while paging never shift a page (a new person sorting before the cursor
-is simply not seen). Each person comes with one of their distinct ids. PERSONS-TODO: the lead maps
-`person_id` to the persons API once identity merges land.
+is simply not seen). `person_id` is the person's key, as the persons API names them
+(`GET /api/v1/persons/{person_id}`), and each person comes with the smallest of their distinct ids
+that has an event in the funnel.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from services.query import funnel_chains
 from services.query.funnel_models import FunnelPerson, FunnelPersonsRequest, FunnelPersonsResponse
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import FINAL_SETTINGS
+from shared.contracts.storage import DISTINCT_IDS_TABLE, FINAL_SETTINGS
 
 
 def build(request: FunnelPersonsRequest) -> tuple[str, dict[str, Any]]:
@@ -29,9 +30,12 @@ def build(request: FunnelPersonsRequest) -> tuple[str, dict[str, Any]]:
     if request.cursor is not None:
         params["cursor"] = request.cursor
         after = "AND person_id > {cursor:String}"
+    # a person's number is their key's distinct-id number (shared/contracts/schema.sql)
+    keys = f"SELECT did, any(distinct_id) AS person_key FROM {DISTINCT_IDS_TABLE} FINAL GROUP BY did"
     sql = f"""
-        SELECT toString(person) AS person_id, toString(distinct_id)
-        FROM ({units})
+        SELECT if(k.person_key = '', toString(u.distinct_id), k.person_key) AS person_id,
+               toString(u.distinct_id)
+        FROM ({units}) AS u LEFT JOIN ({keys}) AS k ON k.did = u.person
         WHERE {wanted} {after}
         ORDER BY person_id
         LIMIT {{limit:UInt32}}"""

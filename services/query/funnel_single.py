@@ -1,19 +1,19 @@
 """The closed form of the funnel search for a person with at most one row per step (most persons of
-most funnels): such a person has one possible chain, their step rows in step order, so no search is
-needed. The chain is the longest prefix that fits the mode and the window (ordered: each step later
-than the one before; strict: and no other step event in between; unordered: all within the window of
-the earliest); an exclusion excludes it by the rule used everywhere (funnel_chains, README), tested
-on the exclusion events' times. Everything comes from aggregates of the person's GROUP BY, computed
-for every person at the cost of a few aggregate functions; the general search (funnel_chains) runs
-only for the other persons. Not used with hold_constant (a person's rows split by held value)."""
+most funnels; unordered: and no row matching two steps): such a person has one possible chain, their
+step rows in step order, so no search is needed. The chain is the longest prefix that fits the mode
+and the window (ordered: each step later than the one before; strict: and no other step event in
+between; unordered: all within the window of the earliest); an exclusion excludes it by the rule used
+everywhere (funnel_chains, README), tested on the exclusion events' times. Everything comes from
+aggregates of the person's GROUP BY, computed for every person at the cost of a few aggregate
+functions; the general search (funnel_chains) runs only for the other persons. Not used with
+hold_constant (a person's rows split by held value)."""
 
 from __future__ import annotations
 
 from services.query.funnel_models import FunnelRequest
 from services.query.funnel_sql import NO_BREAKDOWN_KEY
 from services.query.funnel_windows import window_end_sql
-
-KEY_TYPE = "Tuple(Bool, String)"
+from services.query.properties import KEY_TYPE
 
 
 def result_sql(s: str, level: str, survived: str, reach: str, times: str, keys: tuple[str, str, str]) -> str:
@@ -44,6 +44,8 @@ def single_aggregates(request: FunnelRequest, unit: str) -> list[str]:
         if last or (step and j == (request.breakdown_attribution_step or 0) + 1) or (starting and j == 1):
             columns.append(f"anyIf(bk, bitTest(mask, {j - 1})) AS k{j}")
     columns += [f"groupArrayIf(ts, bitTest(xm, {i})) AS x{i}" for i in range(len(request.exclusions))]
+    if request.mode == "unordered":  # a row matching two steps is one event for one of them: searched
+        columns.append("countIf(bitCount(mask) > 1) AS shared")
     return columns
 
 
@@ -68,7 +70,8 @@ def single_columns(request: FunnelRequest) -> list[str]:
     """single (at most one row per step), ok{j} (the chain reaches step j), single_level, its step
     times, start (entry) and reach times, computed from single_aggregates."""
     n = len(request.steps)
-    columns = [" AND ".join(f"c{j} <= 1" for j in range(1, n + 1)) + " AS single", "c1 > 0 AS ok1"]
+    alone = [f"c{j} <= 1" for j in range(1, n + 1)] + (["shared = 0"] if request.mode == "unordered" else [])
+    columns = [" AND ".join(alone) + " AS single", "c1 > 0 AS ok1"]
     columns += [f"ok{j - 1} AND c{j} > 0 AND {fits(request, j)} AS ok{j}" for j in range(2, n + 1)]
     columns.append(" + ".join(f"toUInt8(ok{j})" for j in range(1, n + 1)) + " AS single_level")
     columns.append(

@@ -18,19 +18,29 @@ first; of those, the one with the latest step-1 event; its other steps as early 
   chain becomes the conversion chain. The fold runs on an empty array for the other persons.
   Every other request (exclusions, hold_constant, other modes, month windows, totals, trends,
   attribution rules) is answered by the general search in funnel_chains.py.
+
+The breakdown value is the person's first step-1 event's; among simultaneous ones (README, Definitions:
+"Order and ties") the one received first, then the smaller event_id as text (the `tie` column).
+`hall_tests` serves the unordered search (funnel_chains): whether steps 1..k can each get their own
+event is Hall's condition, checked only on the unions of filter classes within one event name.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 from services.query.filters import PropertyFilter, all_filters_sql
 from services.query.funnel_models import FunnelRequest
+from services.query.funnel_windows import range_sql
 from services.query.properties import NO_KEY, key_sql
-from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
+from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 10
 NO_BREAKDOWN_KEY = NO_KEY
+# Among simultaneous events the one received first, then the smaller event_id (as text) is earlier.
+TIE_KEY = "(toUnixTimestamp64Milli(received_at), toString(event_id))"
+NO_TIE_KEY = "(toInt64(0), '')"
 Steps = list[tuple[str, list[PropertyFilter]]]
 
 
@@ -45,24 +55,30 @@ def step_mask_sql(steps: Steps, params: dict[str, Any]) -> str:
 
 
 def matching_rows_sql(
-    steps: Steps, global_filters: list[PropertyFilter], breakdown: str | None, params: dict[str, Any]
+    steps: Steps,
+    global_filters: list[PropertyFilter],
+    breakdown: str | None,
+    params: dict[str, Any],
+    in_range: str,
 ) -> str:
-    """One row per deduplicated event in the range that matches at least one step, with its mask and
-    breakdown key `bk` on step-1 rows (`breakdown`: its SQL, whose parameters the caller set)."""
+    """One row per deduplicated event in the range (`in_range`: UTC days, or a zone's) that matches at
+    least one step, with its mask, breakdown bucket `bk` on step-1 rows (`breakdown`: its SQL, whose
+    parameters the caller set) and `tie` (the order among simultaneous events)."""
     params["events"] = sorted({event for event, _ in steps})
     # only step-1 rows' values are read (first touch): the others' JSON is not parsed
     key = NO_BREAKDOWN_KEY if breakdown is None else f"if(bitTest(mask, 0), {breakdown}, {NO_BREAKDOWN_KEY})"
+    tie = NO_TIE_KEY if breakdown is None else TIE_KEY
     return f"""
         SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
-               {step_mask_sql(steps, params)} AS mask, {key} AS bk
+               {step_mask_sql(steps, params)} AS mask, {key} AS bk, {tie} AS tie
         FROM {EVENTS_TABLE} FINAL
-        WHERE {RANGE_FILTER} AND event IN {{events:Array(String)}}
+        WHERE {in_range} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(global_filters, "gf", params)} AND mask > 0"""
 
 
-def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "bk") -> str:
-    """The breakdown key of the person's earliest step-1 event (the smallest key on a tie)."""
-    return f"minIf(({ts}, {key}), {is_first_step}).2" if breakdown else NO_BREAKDOWN_KEY
+def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "bk", tie: str = "tie") -> str:
+    """The breakdown bucket of the person's earliest step-1 event (ties: `tie`)."""
+    return f"argMinIf({key}, ({ts}, {tie}), {is_first_step})" if breakdown else NO_BREAKDOWN_KEY
 
 
 def conversion_chain_fold(steps: int, keys: str) -> str:
@@ -91,8 +107,8 @@ def plain_units_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
     key = None
     if request.breakdown is not None:
         params["breakdown"] = request.breakdown.property
-        key = key_sql("breakdown", request.breakdown.source)
-    rows = matching_rows_sql(steps, request.filters, key, params)
+        key = key_sql("breakdown", request.breakdown)
+    rows = matching_rows_sql(steps, request.filters, key, params, range_sql(request, params))
     one_step_per_row = len({event for event, _ in steps}) == len(steps)
     return plain_ordered_units_sql(rows, len(steps), key is not None, one_step_per_row)
 
@@ -130,9 +146,34 @@ def plain_ordered_units_sql(rows: str, steps: int, breakdown: bool, one_step_per
                    [{firsts}] AS firsts, {single} AS single,
                    arraySort(groupArray(toUInt64(ts * 32 + 31 - step))) AS keys,
                    {first_key(breakdown, "step = 1")} AS bk
-            FROM (SELECT person, ts, bk, {step} AS step FROM ({rows}))
+            FROM (SELECT person, ts, bk, tie, {step} AS step FROM ({rows}))
             GROUP BY person)
         WHERE level > 0"""
+
+
+def hall_tests(steps: list[tuple[str, list[PropertyFilter]]]) -> tuple[list[int], list[list[int]]]:
+    """The step sets an unordered funnel checks (see the module doc) and, for each level k, the
+    1-based indices of the sets that must hold enough events for steps 1..k to each have their own.
+    A set is a mask of steps; it needs as many events as it has steps."""
+    classes: dict[str, dict[str, int]] = {}
+    for i, (event, filters) in enumerate(steps):
+        same = classes.setdefault(event, {})
+        key = "[" + ",".join(f.model_dump_json() for f in filters) + "]"
+        same[key] = same.get(key, 0) | 1 << i
+    unions = sorted(
+        {
+            sum(chosen)
+            for masks in classes.values()
+            for size in range(1, len(masks) + 1)
+            for chosen in combinations(masks.values(), size)
+        }
+    )
+    tests: dict[int, int] = {}
+    per_level = []
+    for k in range(1, len(steps) + 1):
+        prefixes = {union & ((1 << k) - 1) for union in unions} - {0}
+        per_level.append(sorted(tests.setdefault(t, len(tests) + 1) for t in sorted(prefixes)))
+    return list(tests), per_level
 
 
 def durations_sql(times: str = "times") -> str:
@@ -141,24 +182,25 @@ def durations_sql(times: str = "times") -> str:
 
 
 def buckets_sql(units: str, steps: int) -> str:
-    """Per bucket, and for all units (bucket 0): (bucket, missing, value, [units at level 1..n], [sum of
-    the times from step j to j+1], [their lower medians], [upper medians]) from `units` (bk, level,
-    times, listed; level > 0). The top listed values by entries are buckets 1-10, the rest 11; units
-    in no bucket (listed = 0) are 12 and only counted in the total. Median states are merged."""
+    """Per bucket, and for all units (bucket 0): (bucket, value, [units at level 1..n], [sum of the
+    times from step j to j+1], [their lower medians], [upper medians]) from `units` (bk, level, times,
+    listed; level > 0). `value` is the breakdown bucket (kind, number, text). The top listed values by
+    entries are buckets 1-10 (ties in entries by the bucket's order), the rest 11; units in no bucket
+    (listed = 0) are 12 and only counted in the total. Median states are merged."""
     levels = f"arrayMap(k -> toUInt64(level = k), range(1, {steps + 1}))"
     return f"""
         SELECT if(listed, least(rank, {TOP_BREAKDOWN_VALUES + 1}), {TOP_BREAKDOWN_VALUES + 2}) AS bucket,
-               argMin(missing, rank), argMin(value, rank), sumForEach(levels), sumForEach(total),
+               argMin(bk, rank), sumForEach(levels), sumForEach(total),
                quantileExactLowForEachMerge(0.5)(low), quantileExactHighForEachMerge(0.5)(high)
         FROM (
-            SELECT listed, missing, value, levels, total, low, high,
-                   dense_rank() OVER (ORDER BY listed DESC, entries DESC, missing, value) AS rank
+            SELECT listed, bk, levels, total, low, high,
+                   dense_rank() OVER (ORDER BY listed DESC, entries DESC, bk) AS rank
             FROM (
-                SELECT listed, bk.1 AS missing, bk.2 AS value, count() AS entries,
+                SELECT listed, bk, count() AS entries,
                        sumForEach({levels}) AS levels, sumForEach(took) AS total,
                        quantileExactLowForEachState(0.5)(took) AS low,
                        quantileExactHighForEachState(0.5)(took) AS high
                 FROM (SELECT listed, bk, level, {durations_sql()} AS took FROM ({units}))
-                GROUP BY listed, missing, value))
+                GROUP BY listed, bk))
         GROUP BY GROUPING SETS ((bucket), ())
         ORDER BY bucket"""

@@ -41,6 +41,9 @@ class LiveCounter:
     """State the agent feeds and the publisher drains: recent new events and active-user windows."""
 
     settings: StreamSettings
+    # The person key of a distinct id as far as this processor knows the links (its resolver): active
+    # users are counted as persons, each on the partition of the event that made it active.
+    person_of: Callable[[str], str] = lambda distinct_id: distinct_id
     active: ActiveUsers = field(init=False)
     pending: deque[StoredEvent] = field(init=False)
     arrived: asyncio.Event = field(init=False)  # set while `pending` has events
@@ -54,7 +57,7 @@ class LiveCounter:
     def observe_all(self, events: Sequence[StoredEvent], partitions: Sequence[int], now: float) -> None:
         """Count decoded events-topic messages (malformed ones are dead-lettered, never counted)."""
         for event, partition in zip(events, partitions, strict=True):
-            self.active.see(partition, event.user_id, event.timestamp.timestamp(), now)
+            self.active.see(partition, self.person_of(event.user_id), event.timestamp.timestamp(), now)
             if now - event.received_at.timestamp() <= self.settings.live_max_event_age_seconds:
                 if len(self.pending) == self.pending.maxlen:
                     self.overflowed += 1
@@ -151,10 +154,14 @@ def owned_partitions_of(app: faust.App, topic: str) -> Callable[[], set[int]]:
 
 
 def register_live_counts(
-    app: faust.App, producer: DurableProducer, topics: Topics, settings: StreamSettings
+    app: faust.App,
+    producer: DurableProducer,
+    topics: Topics,
+    settings: StreamSettings,
+    person_of: Callable[[str], str],
 ) -> LiveCounter:
     """The live counter the events agent feeds, and the loop that publishes it."""
-    counter = LiveCounter(settings)
+    counter = LiveCounter(settings, person_of)
     publisher = LivePublisher(
         counter, producer, topics.live, owned_partitions_of(app, topics.events), settings
     )

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
+from services.stream.persons import PersonsRecorder, Position
 from services.stream.settings import StreamSettings
 from shared.clickhouse import ClickHouse
 from shared.contracts import envelope
 from shared.contracts.events import DeadLetter, StoredEvent
 from shared.contracts.limits import MAX_ENVELOPE_BYTES
-from shared.contracts.storage import EVENTS_TABLE, ROW_SETTINGS
 from shared.contracts.topics import OutgoingMessage
 from shared.errors import AnalyticsError
 from shared.kafka import DurableProducer
@@ -44,18 +44,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DecodedBatch:
-    """Messages taken from the events topic, decoded once: the rows to insert (with each event and its
-    partition, for the live counts) and the dead letters of what can never load."""
+    """Messages taken from the events topic, decoded once: the events to load, each with its partition
+    (for the live counts) and position (partition, offset, index in its message: for numbering distinct
+    ids), and the dead letters of what can never load."""
 
-    rows: list[bytes] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
     def extend(self, other: DecodedBatch) -> None:
-        self.rows += other.rows
         self.events += other.events
         self.partitions += other.partitions
+        self.positions += other.positions
         self.dead += other.dead
 
 
@@ -90,18 +91,17 @@ def decode_batch(
                     **where,
                 )
             )
-        for event in unpacked.events:
-            # The row is the message (see StoredEvent.to_message); validation already wrote the
-            # properties once, so writing the event cannot fail.
+        for index, event in enumerate(unpacked.events):
             out.events.append(event)
             out.partitions.append(partition)
-            out.rows.append(event.to_message())
+            out.positions.append((partition, offset, index))
     return out
 
 
 @dataclass
 class LoaderStats:
     loaded: int = 0
+    deleted_skipped: int = 0  # events of deleted persons, received before the deletion
     dead_lettered: int = 0
     insert_failures: int = 0
     last_error: str | None = None
@@ -116,12 +116,15 @@ class ClickHouseLoader:
         producer: DurableProducer,
         dead_letter_topic: str,
         settings: StreamSettings,
+        persons: PersonsRecorder,
     ) -> None:
         self.clickhouse = clickhouse
         self.producer = producer
         self.dead_letter_topic = dead_letter_topic
         self.settings = settings
+        self.persons = persons
         self.stats = LoaderStats()
+        self.between_batches = asyncio.Lock()  # held while a batch is stored (deletions wait for it)
 
     async def load(self, decoded: DecodedBatch) -> None:
         if decoded.dead:
@@ -132,12 +135,18 @@ class ClickHouseLoader:
                 log.warning(
                     "dead-lettered %s[%s]@%s: %s", dead.topic, dead.partition, dead.offset, dead.reason
                 )
-        if decoded.rows:
-            block = b"\n".join(decoded.rows)
-            await self._retry(
-                "insert", lambda: self.clickhouse.insert_json_rows(EVENTS_TABLE, block, ROW_SETTINGS)
-            )
-            self.stats.loaded += len(decoded.rows)
+        if decoded.events:
+            async with self.between_batches:
+                await self._retry("insert", lambda: self.store(decoded))
+
+    async def store(self, decoded: DecodedBatch) -> None:
+        """The events and what they say about persons (services/stream/persons.py), in one attempt: a
+        retry does every step again, and the tables collapse what a failed attempt already wrote."""
+        batch = await self.persons.prepare(decoded.events, decoded.positions)
+        await self.persons.store(batch)
+        await self.persons.resolve(batch)
+        self.stats.loaded += len(batch.rows)
+        self.stats.deleted_skipped += batch.dropped
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         def failed(exc: BaseException, delay: float) -> None:

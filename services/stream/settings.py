@@ -29,3 +29,10 @@ class StreamSettings(BaseSettings):
         60.0, gt=0, description="Publish new_event only for events received this recently (no replay floods)"
     )
     live_max_pending_events: int = Field(10_000, ge=1, description="Events awaiting the live topic")
+    # Persons (services/stream/persons.py, resolver.py).
+    persons_sync_seconds: float = Field(
+        1.0, gt=0, le=60, description="Read other replicas' links and carry out deletions this often"
+    )
+    known_ids_capacity: int = Field(
+        1_000_000, ge=1000, description="Distinct-id numbers kept in memory (others are looked up)"
+    )

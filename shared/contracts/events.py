@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared.contracts.limits import (
     MAX_EVENT_NAME_LENGTH,
     MAX_ID_LENGTH,
+    MAX_LINKED_IDS,
     MAX_PROPERTIES_BYTES,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
@@ -81,22 +82,37 @@ class IncomingEvent(BaseModel):
             raise ValueError("one of user_id or anonymous_id is required")
         return self
 
-    def accept(self, received_at: datetime, source: str = "api") -> AcceptedEvent:
-        """The event as stored, serialized once; ValueError when properties exceed 32 KiB as JSON."""
+    def accept(
+        self, received_at: datetime, source: str = "api", links_from: Sequence[str] = ()
+    ) -> AcceptedEvent:
+        """The event as stored, serialized once; ValueError when properties exceed 32 KiB as JSON.
+        `links_from`: more distinct ids this event links to its own (a Segment alias's previousId)."""
         properties_json = orjson.dumps(self.properties)
         if len(properties_json) > MAX_PROPERTIES_BYTES:
             raise ValueError(f"properties: must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
+        distinct_id = self.user_id if self.user_id is not None else str(self.anonymous_id)
         accepted = AcceptedEvent(
             event_id=str(self.event_id) if self.event_id else new_event_id(),
             event=self.event,
-            user_id=self.user_id if self.user_id is not None else str(self.anonymous_id),
+            user_id=distinct_id,
             timestamp=self.timestamp or received_at,
             received_at=received_at,
             properties=self.properties,
             source=source,
+            linked_ids=linked_ids(distinct_id, (self.anonymous_id, *links_from)),
         )
         accepted.message = encode_event(accepted, orjson.Fragment(properties_json))
         return accepted
+
+
+def linked_ids(distinct_id: str, candidates: Sequence[str | None]) -> list[str]:
+    """The distinct ids an event links to its own: each candidate once, in order, never the event's own
+    id (an event with only an anonymous id, or an anonymous id equal to its user id, links nothing)."""
+    found: list[str] = []
+    for candidate in candidates:
+        if candidate is not None and candidate != distinct_id and candidate not in found:
+            found.append(candidate)
+    return found
 
 
 def new_event_id() -> str:
@@ -131,6 +147,7 @@ class AcceptedEvent:
     received_at: datetime
     properties: dict[str, Any]
     source: str
+    linked_ids: list[str] = field(default_factory=list)
     message: bytes = b""
 
     @property
@@ -141,21 +158,24 @@ class AcceptedEvent:
         return self.message
 
 
-def encode_event(event: AcceptedEvent | StoredEvent, properties: Any) -> bytes:
-    """The events-topic JSON of an event, which is also its analytics_events row: orjson writes the UUID
-    and the UTC times (ISO 8601, `Z`) itself; `properties` may be an `orjson.Fragment` already written."""
-    return orjson.dumps(
-        {
-            "event_id": event.event_id,
-            "event": event.event,
-            "user_id": event.user_id,
-            "timestamp": event.timestamp,
-            "received_at": event.received_at,
-            "properties": properties,
-            "source": event.source,
-        },
-        option=orjson.OPT_UTC_Z,
-    )
+def encode_event(event: AcceptedEvent | StoredEvent, properties: Any, did: int | None = None) -> bytes:
+    """The events-topic JSON of an event (with `did`: its analytics_events row): orjson writes the UUID
+    and the UTC times (ISO 8601, `Z`) itself; `properties` may be an `orjson.Fragment` already written.
+    `linked_ids` is written only when there are some, so an ordinary event's message stays as it was."""
+    record = {
+        "event_id": event.event_id,
+        "event": event.event,
+        "user_id": event.user_id,
+        "timestamp": event.timestamp,
+        "received_at": event.received_at,
+        "properties": properties,
+        "source": event.source,
+    }
+    if event.linked_ids:
+        record["linked_ids"] = event.linked_ids
+    if did is not None:
+        record["did"] = did
+    return orjson.dumps(record, option=orjson.OPT_UTC_Z)
 
 
 class StoredEvent(BaseModel):
@@ -173,6 +193,11 @@ class StoredEvent(BaseModel):
     received_at: datetime = Field(ge=MIN_TIMESTAMP, lt=MAX_TIMESTAMP)
     properties: dict[str, Any] = Field(default_factory=dict)
     source: str = Field("api", max_length=32)
+    # Distinct ids this event says are the same person as its own (`user_id`): each is a link
+    # linked_id -> user_id (persons.py in this package has the rules).
+    linked_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_LINKED_IDS
+    )
 
     @field_validator("timestamp", "received_at")
     @classmethod
@@ -185,11 +210,15 @@ class StoredEvent(BaseModel):
         return check_properties(value)
 
     def to_message(self) -> bytes:
-        """The events-topic message, which is also the analytics_events row (inserted with
-        storage.ROW_SETTINGS): ClickHouse stores the properties object's text as the String column and
-        parses the ISO 8601 times itself, truncating microseconds to the column's milliseconds
-        (23:59:59.9996 stays on its day)."""
+        """The events-topic message."""
         return encode_event(self, self.properties)
+
+    def to_row(self, did: int) -> bytes:
+        """The analytics_events row: the message plus the distinct id's number (inserted with
+        storage.ROW_SETTINGS: ClickHouse stores the properties object's text as the String column and
+        parses the ISO 8601 times itself, truncating microseconds to the column's milliseconds, so
+        23:59:59.9996 stays on its day)."""
+        return encode_event(self, self.properties, did)
 
     @property
     def key(self) -> bytes:

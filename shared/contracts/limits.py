@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 MAX_EVENT_NAME_LENGTH = 200
 MAX_ID_LENGTH = 200
+# Distinct ids one event may link to its own (an anonymous id, an alias's previous id, ...).
+MAX_LINKED_IDS = 8
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 1024 * 1024

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.ingest.intake import event_messages
+from services.ingest.intake import Intake, event_messages
 from services.ingest.native_events import NativeEvents, native_event, plain_event
 from shared.contracts import envelope
 from shared.contracts.events import AcceptedEvent, new_event_ids
@@ -243,3 +243,63 @@ def test_envelopes_near_the_size_limit_stay_loadable(overshoot: int) -> None:
     unpacked = [envelope.unpack(m.value) for m in messages]
     assert not any(u.refused for u in unpacked)
     assert [str(e.event_id) for u in unpacked for e in u.events] == [e.event_id for e in events]
+
+
+# --- event_ids repeated inside one request (README, Definitions: "Duplicates") ------------------------
+
+POOL = ["0b6f7f55-8d9b-4a43-9a51-3f0d8c1e2a77", "6d3a1f0e-1c2b-4d5e-8f90-a1b2c3d4e5f6"]
+repeated_ids = st.one_of(
+    st.sampled_from(POOL),
+    st.sampled_from(POOL).map(str.upper),
+    st.sampled_from(POOL).map(lambda u: f"{{{u}}}"),
+)
+request_items = st.lists(
+    st.one_of(
+        st.builds(lambda item, eid: {**item, "event_id": eid}, plain_items, repeated_ids),
+        st.builds(
+            lambda name, eid, props: {"event": name, "user_id": "u1", "event_id": eid, "properties": props},
+            st.sampled_from(["a", "b"]),
+            repeated_ids,
+            st.sampled_from([{}, {"x": 1}, {"x": 1.0}, {"x": True}, {"y": 2, "x": 1}, {"x": 1, "y": 2}]),
+        ),
+        items,
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def request_outcome(items: list[Any], convert: Any) -> tuple[list[bytes], list[tuple[int, list[str]]]]:
+    """The messages a request would publish and its rejections, without Kafka."""
+    intake = Intake(producer=None, topics=None)  # type: ignore[arg-type]  # nothing is published
+    for index, item in enumerate(items):
+        intake.add(index, item, convert, RECEIVED_AT)
+    intake.reject_conflicting_ids(items)
+    published = [e.message for e in intake.accepted if str(e.event_id) in {*POOL}]
+    return published, [(r.index, r.errors) for r in intake.rejected]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request_items)
+def test_rule_duplicates_a_request_repeating_an_event_id_with_other_content_loses_those_items_on_both_paths(
+    items: list[Any],
+) -> None:
+    """The shortcut and the model give one request the same outcome, conflicts included."""
+    fast = request_outcome(items, NativeEvents(len(items)))
+    model = request_outcome(items, native_event)
+    assert fast == model
+
+
+def test_rule_duplicates_conflicting_copies_in_one_request_are_all_rejected_identical_ones_kept() -> None:
+    same = {"event": "a", "user_id": "u1", "event_id": POOL[0], "timestamp": "2023-03-01T10:00:00Z"}
+    items = [
+        same,
+        {**same, "properties": {"x": 1}},  # conflicts with 0 and 2
+        dict(same),  # identical to 0
+        {"event": "b", "user_id": "u1", "event_id": POOL[1], "properties": {"x": 1, "y": 2}},
+        {"event": "b", "user_id": "u1", "event_id": POOL[1].upper(), "properties": {"y": 2, "x": 1}},  # same
+    ]
+    published, rejected = request_outcome(items, NativeEvents(len(items)))
+    assert [index for index, _ in rejected] == [0, 1, 2]
+    assert "item(s) 0, 2 of this request carry it with different content" in rejected[1][1][0]
+    assert len(published) == 2  # the two copies of POOL[1]; storage collapses them

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from services.query.cohort import CohortRequest, label, run_cohort
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
 from tests import reference
 from tests.reference import Event, ev, load
 
@@ -173,6 +172,7 @@ def random_events(draw: st.DrawFn) -> list[Event]:
     end=st.dates(date(2020, 12, 20), date(2021, 2, 20)),
     start_event=st.sampled_from([None, "a", "b"]),
     return_event=st.sampled_from([None, "a", "b"]),
+    timezone=st.sampled_from(["UTC", "UTC", "Europe/Berlin", "Pacific/Kiritimati", "America/St_Johns"]),
 )
 async def test_service_matches_reference(
     clickhouse: ClickHouse,
@@ -182,10 +182,52 @@ async def test_service_matches_reference(
     end: date,
     start_event: str | None,
     return_event: str | None,
+    timezone: str,
 ) -> None:
-    params = {"period_type": period_type, "periods": periods, "end_date": end.isoformat()}
+    params = {
+        "period_type": period_type,
+        "periods": periods,
+        "end_date": end.isoformat(),
+        "timezone": timezone,
+    }
     params.update({k: v for k, v in {"start_event": start_event, "return_event": return_event}.items() if v})
     note(f"events={events!r} params={params!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     await ask(clickhouse, events, **params)
+
+
+async def test_periods_are_the_time_zones_days_weeks_and_months(clickhouse: ClickHouse) -> None:
+    events = [
+        ev("open", "u1", "2023-01-31 23:30"),  # 00:30 on 02-01 in Berlin: February's cohort there
+        ev("open", "u1", "2023-02-28 23:30"),  # 00:30 on 03-01 in Berlin
+        ev("open", "u2", "2023-02-01 00:30"),  # 19:30 on 01-31 in New York
+    ]
+    await load(clickhouse, events)
+    utc = await ask(clickhouse, events, period_type="monthly", periods=3, end_date="2023-03-31")
+    assert rates(utc) == [
+        ("2023-01", 1, [100.0, 100.0, 0.0]),
+        ("2023-02", 1, [100.0, 0.0]),
+        ("2023-03", 0, [0.0]),
+    ]
+    berlin = await ask(
+        clickhouse, events, period_type="monthly", periods=3, end_date="2023-03-31", timezone="Europe/Berlin"
+    )
+    assert rates(berlin) == [
+        ("2023-01", 0, [0.0, 0.0, 0.0]),
+        ("2023-02", 2, [100.0, 50.0]),
+        ("2023-03", 0, [0.0]),
+    ]
+    york = await ask(
+        clickhouse,
+        events,
+        period_type="monthly",
+        periods=3,
+        end_date="2023-03-31",
+        timezone="America/New_York",
+    )
+    assert rates(york) == [
+        ("2023-01", 2, [100.0, 50.0, 0.0]),
+        ("2023-02", 0, [0.0, 0.0]),
+        ("2023-03", 0, [0.0]),
+    ]

@@ -15,7 +15,6 @@ from services.query import cohort_sql
 from services.query.cohort import CohortRequest, run_cohort
 from shared.clickhouse import ClickHouse
 from shared.contracts.storage import ACTIVE_DAYS_TABLE as SUMMARY_TABLE
-from shared.contracts.storage import EVENTS_TABLE
 from shared.errors import QueryFailed
 from tests import reference
 from tests.reference import Event, at, ev, load
@@ -55,7 +54,7 @@ async def load_before_the_build(clickhouse: ClickHouse, events: list[Event]) -> 
 
 
 async def rebuild_summary(clickhouse: ClickHouse) -> None:
-    view = f"{clickhouse.database}.user_active_days_refresh"
+    view = f"{clickhouse.database}.user_active_days_rebuild"
     await clickhouse.command(f"SYSTEM REFRESH VIEW {view}")
     await clickhouse.command(f"SYSTEM WAIT VIEW {view}")
 
@@ -77,7 +76,8 @@ async def test_the_summary_answers_for_users_unchanged_since_it_was_built(clickh
     await answers_match_reference(clickhouse, events)
     # A user only the summary knows is counted: the summary, not a scan, answered.
     await clickhouse.command(
-        f"INSERT INTO {SUMMARY_TABLE} SELECT 'ghost', [19363], max(built_at) FROM {SUMMARY_TABLE}"
+        f"INSERT INTO {SUMMARY_TABLE} (user_id, days, built_at) "
+        f"SELECT 'ghost', [19363], max(built_at) FROM {SUMMARY_TABLE}"
     )
     answer = await run_cohort(clickhouse, CohortRequest(**QUESTIONS[0]), timeout=30)
     assert answer.cohorts[0].users == reference.cohorts(events, QUESTIONS[0])["cohorts"][0]["users"] + 1
@@ -102,7 +102,7 @@ async def test_copies_that_move_events_and_new_events_after_the_build_count_once
 async def test_a_summary_older_than_every_stored_row_is_ignored(clickhouse: ClickHouse) -> None:
     await load_before_the_build(clickhouse, sample_events())
     await rebuild_summary(clickhouse)
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     events = [ev("open", "u9", "2023-01-03 10:00"), ev("open", "u9", "2023-01-18 10:00")]
     await load(clickhouse, events)
     await answers_match_reference(clickhouse, events)
@@ -116,8 +116,31 @@ async def test_rows_of_another_build_than_the_changed_users_were_found_with_stop
     await load_before_the_build(clickhouse, sample_events())
     await rebuild_summary(clickhouse)
     await clickhouse.command(
-        f"INSERT INTO {SUMMARY_TABLE} SELECT 'old', [19363], max(built_at) - 600 FROM {SUMMARY_TABLE}"
+        f"INSERT INTO {SUMMARY_TABLE} (user_id, days, built_at) "
+        f"SELECT 'old', [19363], max(built_at) - 600 FROM {SUMMARY_TABLE}"
     )
     with pytest.raises(QueryFailed) as failure:
         await run_cohort(clickhouse, CohortRequest(**QUESTIONS[0]), timeout=30)
     assert cohort_sql.SUMMARY_SWAPPED in str(failure.value.__cause__)
+
+
+async def test_a_merge_of_two_ids_whose_days_differ_stays_exact_after_a_rebuild(
+    clickhouse: ClickHouse,
+) -> None:
+    """The summary keeps one row per distinct id; a merge changes none of them, the cohort groups the
+    merged person's rows when it reads them, so nothing needs invalidating."""
+    events = sample_events() + [
+        ev("open", "anon", "2022-12-31 10:00"),
+        ev("open", "anon", "2023-01-17 10:00"),
+    ]
+    await load_before_the_build(clickhouse, events)
+    await rebuild_summary(clickhouse)
+    unmerged = await answers_match_reference(clickhouse, events)
+    # u2 signs in on the anonymous device: anon's days (Dec 31, Jan 17) join u2's (Jan 5, Jan 20).
+    link = dataclasses.replace(ev("signup", "u2", "2023-01-05 01:00"), linked_ids=["anon"])
+    await load(clickhouse, [link])
+    merged = await answers_match_reference(clickhouse, [*events, link])
+    assert merged != unmerged
+    await asyncio.sleep(1.1)
+    await rebuild_summary(clickhouse)  # and after the next rebuild, with every row unchanged again
+    assert await answers_match_reference(clickhouse, [*events, link]) == merged

@@ -38,7 +38,8 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"filters": [{"property": "p", "op": "gt", "value": "x"}]}, "filters.0"),
     ({"filters": [{"property": "p", "op": "in", "value": []}]}, "filters.0"),
     ({"window_seconds": 0}, "window_seconds"),
-    ({"breakdown": ""}, "breakdown"),
+    ({"breakdown": ""}, "breakdown.property"),
+    ({"timezone": "Europe/Nowhere"}, "timezone"),
     ({"window": 60}, "window"),
     # issue 16: window units, exclusions, attribution, views
     ({"window": {"value": 1, "unit": "day"}, "window_seconds": 60}, "window"),
@@ -173,6 +174,31 @@ def test_end_to_end_through_the_service(system: ServiceProcess) -> None:
             ("2023-03-01", 2),
             ("2023-03-02", 0),
         ]
+        trends = client.post(
+            "/api/v1/analytics/trends",
+            json={
+                "series": [{"event": "signup", "math": "unique_persons"}, {"event": "paid"}],
+                "start_date": PIPELINE_DAY,
+                "end_date": PIPELINE_DAY,
+                "timezone": "Europe/Berlin",
+                "breakdown": "plan",
+                "formula": "B / A",
+                "filters": [{"property": "plan", "op": "regex", "value": "^p"}],
+            },
+        )
+        assert trends.status_code == 200, trends.text
+        assert [(r["series"], r["breakdown_value"], r["total"]) for r in trends.json()["results"]] == [
+            ("A", "pro", 1),
+            ("B", "pro", 0),
+        ]
+        events_seen = client.get("/api/v1/analytics/events").json()["events"]
+        assert {e["event"]: e["count"] for e in events_seen} == {"signup": 2, "paid": 1}
+        bad_regex = {"series": [{"event": "a", "filters": [{"property": "p", "op": "regex", "value": "("}]}]}
+        bad = client.post(
+            "/api/v1/analytics/trends",
+            json={**bad_regex, "start_date": PIPELINE_DAY, "end_date": PIPELINE_DAY},
+        )
+        assert bad.status_code == 422 and "series.0.filters.0" in bad.json()["message"]
         assert client.post("/api/v1/analytics/funnel", json={**body, "steps": ["signup"]}).status_code == 422
         bad_periods = client.get("/api/v1/analytics/cohort", params={**cohort, "periods": 53})
         assert bad_periods.status_code == 422 and "periods" in bad_periods.json()["message"]
@@ -190,6 +216,7 @@ BAD_QUERIES: list[tuple[dict[str, Any], str]] = [
     ({"end_date": "yesterday"}, "end_date"),
     ({"end_date": "2200-01-01"}, "end_date"),
     ({"start_event": "x" * 201}, "start_event"),
+    ({"timezone": "Mars/Base"}, "timezone"),
 ]
 
 

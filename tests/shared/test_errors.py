@@ -90,3 +90,15 @@ def test_unknown_routes_and_methods_answer_json() -> None:
     client = TestClient(app)
     assert client.get("/missing").json()["error"] == "not_found"
     assert client.post("/only-get").json()["error"] == "method_not_allowed"
+
+
+def test_a_pattern_clickhouse_cannot_compile_is_the_clients_error() -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from shared.clickhouse import map_error
+    from shared.errors import InvalidRequest
+
+    mapped = map_error(
+        DatabaseError("Code: 427. DB::Exception: OptimizedRegularExpression: cannot compile re2")
+    )
+    assert isinstance(mapped, InvalidRequest) and "RE2" in mapped.message

@@ -1,0 +1,285 @@
+"""What the loader stores about persons with each batch of events (shared/contracts/persons.py has
+the rules), and the numbering of distinct ids.
+
+For a batch, in this order (a crash anywhere replays the batch, and every step writes the same rows
+again, which the tables collapse):
+1. events of ids deleted before the event was received are dropped (tombstones);
+2. every distinct id gets its number, and new ones are stored (`distinct_ids`) before any event uses
+   them, so a resolver on any replica can find them;
+3. the events, each with its number; the links and the person-property updates they carry;
+4. the resolver takes the new links and numbers, and writes the overrides they change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+
+from services.stream import person_properties
+from services.stream.resolver import Resolver
+from shared.clickhouse import ClickHouse
+from shared.contracts.events import StoredEvent
+from shared.contracts.persons import Link, PropertyUpdate, distinct_number, links_of, property_updates
+from shared.contracts.storage import (
+    ACTIVE_DAYS_TABLE,
+    DISTINCT_IDS_TABLE,
+    EVENTS_TABLE,
+    LINKS_TABLE,
+    PROPERTY_UPDATES_TABLE,
+    ROW_SETTINGS,
+    TOMBSTONES_TABLE,
+)
+
+log = logging.getLogger(__name__)
+
+LOOKUP_CHUNK = 10_000
+# Numbers given outside the stream (bulk loads, and rows stored before persons existed) have the top bit
+# set; the stream's own (shared/contracts/persons.py: distinct_number) never do.
+BULK_NUMBERS = 1 << 63
+Position = tuple[int, int, int]  # (partition, offset, index of the event in its message)
+
+
+def clickhouse_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class DistinctIdNumbers:
+    """The numbers of the distinct ids this replica met (at most `capacity`, the oldest forgotten first;
+    a forgotten id is looked up again), and new numbers for ids met for the first time."""
+
+    def __init__(self, clickhouse: ClickHouse, capacity: int = 1_000_000) -> None:
+        self.clickhouse = clickhouse
+        self.capacity = capacity
+        self.known: dict[str, int] = {}
+
+    async def number(
+        self, events: Sequence[StoredEvent], positions: Sequence[Position]
+    ) -> tuple[list[int], dict[str, int]]:
+        """Each event's number, and the numbers given for the first time: an id met for the first time
+        gets the number of its first position here, which a replay of the same messages gives again.
+        New numbers are only remembered once stored (`remember`), so a failed attempt gives them again."""
+        await self.look_up({e.user_id for e in events if e.user_id not in self.known})
+        fresh: dict[str, int] = {}
+        numbers = []
+        for event, (partition, offset, index) in zip(events, positions, strict=True):
+            did = self.known.get(event.user_id) or fresh.get(event.user_id)
+            if did is None:
+                did = fresh[event.user_id] = distinct_number(partition, offset, index)
+            numbers.append(did)
+        return numbers, fresh
+
+    def remember(self, numbers: dict[str, int]) -> None:
+        self.known.update(numbers)
+        self.forget_oldest()
+
+    async def look_up(self, distinct_ids: set[str]) -> None:
+        wanted = sorted(distinct_ids)
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            rows = await self.clickhouse.query(
+                f"SELECT distinct_id, min(did) FROM {DISTINCT_IDS_TABLE} "
+                "WHERE distinct_id IN {ids:Array(String)} GROUP BY distinct_id",
+                {"ids": wanted[start : start + LOOKUP_CHUNK]},
+            )
+            self.known.update(rows)
+
+    def forget_oldest(self) -> None:
+        """Over capacity, forget the oldest tenth at once, so the cost is paid once per many new ids."""
+        if len(self.known) > self.capacity:
+            excess = len(self.known) - self.capacity * 9 // 10
+            for distinct_id in list(itertools.islice(self.known, excess)):
+                del self.known[distinct_id]
+
+
+@dataclass
+class PersonsBatch:
+    """A batch's events as loaded: the rows, and what they say about persons."""
+
+    rows: list[bytes] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    updates: list[tuple[int, PropertyUpdate]] = field(default_factory=list)
+    fresh: dict[str, int] = field(default_factory=dict)  # numbers given for the first time
+    dropped: int = 0  # events of deleted ids
+
+
+class PersonsRecorder:
+    """Numbers, tombstones, links and property updates, for the loader's batches."""
+
+    def __init__(self, clickhouse: ClickHouse, resolver: Resolver, capacity: int = 1_000_000) -> None:
+        self.clickhouse = clickhouse
+        self.resolver = resolver
+        self.numbers = DistinctIdNumbers(clickhouse, capacity)
+
+    async def prepare(self, events: Sequence[StoredEvent], positions: Sequence[Position]) -> PersonsBatch:
+        """Steps 1 and 2 of the module doc, and the batch's rows, links and updates."""
+        kept = await self.without_deleted(events, positions)
+        numbers, fresh = await self.numbers.number([e for e, _ in kept], [p for _, p in kept])
+        if fresh:
+            await self.clickhouse.insert_json_rows(
+                DISTINCT_IDS_TABLE,
+                b"\n".join(orjson.dumps({"distinct_id": i, "did": n}) for i, n in fresh.items()),
+            )
+            self.numbers.remember(fresh)
+        batch = PersonsBatch(fresh=fresh, dropped=len(events) - len(kept))
+        for (event, _), did in zip(kept, numbers, strict=True):
+            batch.rows.append(event.to_row(did))
+            if event.linked_ids:
+                batch.links += links_of(event)
+            batch.updates += [(did, update) for update in property_updates(event)]
+        return batch
+
+    def forget(self, distinct_ids: Iterable[str]) -> None:
+        """After a deletion: these ids get new numbers when they come back (as new persons)."""
+        for distinct_id in distinct_ids:
+            self.numbers.known.pop(distinct_id, None)
+
+    async def without_deleted(
+        self, events: Sequence[StoredEvent], positions: Sequence[Position]
+    ) -> list[tuple[StoredEvent, Position]]:
+        """The events not of a deleted id, or received after its deletion (those are a new person)."""
+        ids = sorted({e.user_id for e in events})
+        deleted: dict[str, datetime] = {}
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            rows = await self.clickhouse.query(
+                f"SELECT distinct_id, max(deleted_at) FROM {TOMBSTONES_TABLE} "
+                "WHERE distinct_id IN {ids:Array(String)} GROUP BY distinct_id",
+                {"ids": ids[start : start + LOOKUP_CHUNK]},
+            )
+            deleted.update((i, at.replace(tzinfo=UTC) if at.tzinfo is None else at) for i, at in rows)
+        if not deleted:
+            return list(zip(events, positions, strict=True))
+        return [
+            (e, p)
+            for e, p in zip(events, positions, strict=True)
+            if e.user_id not in deleted or e.received_at >= deleted[e.user_id]
+        ]
+
+    async def store(self, batch: PersonsBatch) -> None:
+        """Step 3: the events, then their links and property updates."""
+        if batch.rows:
+            await self.clickhouse.insert_json_rows(EVENTS_TABLE, b"\n".join(batch.rows), ROW_SETTINGS)
+        if batch.links:
+            await self.clickhouse.insert_json_rows(LINKS_TABLE, links_block(batch.links))
+        if batch.updates:
+            await self.clickhouse.insert_json_rows(PROPERTY_UPDATES_TABLE, updates_block(batch.updates))
+
+    async def resolve(self, batch: PersonsBatch) -> None:
+        """Step 4: the resolver takes the batch's numbers and links; then the properties of every
+        person an update or a merge changed are merged again."""
+        concerned = self.resolver.note_numbers(batch.fresh)
+        if batch.links:
+            await self.resolver.add_links(batch.links)
+        if concerned:
+            await self.resolver.write(concerned)
+        await self.refresh_properties({self.resolver.key_of(u.distinct_id) for _, u in batch.updates})
+
+    async def refresh_properties(self, keys: set[str]) -> None:
+        """The properties of these persons, and of every person whose members changed meanwhile."""
+        keys |= self.resolver.take_moved_keys()
+        if keys:
+            await person_properties.refresh(self.clickhouse, self.resolver, keys)
+
+
+def links_block(links: Iterable[Link]) -> bytes:
+    return b"\n".join(
+        orjson.dumps(
+            {
+                "from_id": link.from_id,
+                "to_id": link.to_id,
+                "event": link.event,
+                "event_id": str(link.event_id),
+                "timestamp": clickhouse_time(link.timestamp),
+                "received_at": clickhouse_time(link.received_at),
+            }
+        )
+        for link in links
+    )
+
+
+def updates_block(updates: Iterable[tuple[int, PropertyUpdate]]) -> bytes:
+    return b"\n".join(
+        orjson.dumps(
+            {
+                "distinct_id": update.distinct_id,
+                "did": did,
+                "key": update.key,
+                "value": orjson.dumps(update.value).decode(),
+                "once": int(update.once),
+                "timestamp": clickhouse_time(update.timestamp),
+                "event_id": str(update.event_id),
+                "received_at": clickhouse_time(update.received_at),
+            }
+        )
+        for did, update in updates
+    )
+
+
+async def number_in_bulk(clickhouse: ClickHouse, distinct_ids: Iterable[str]) -> dict[str, int]:
+    """Numbers for ids stored without the stream (bulk loads, rows from before persons existed): the
+    ones they have, and new ones (top bit set, counting on from the highest bulk number) for the rest."""
+    wanted = sorted(set(distinct_ids))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = await clickhouse.query(
+            f"SELECT distinct_id, min(did) FROM {DISTINCT_IDS_TABLE} "
+            "WHERE distinct_id IN {ids:Array(String)} GROUP BY distinct_id",
+            {"ids": wanted[start : start + LOOKUP_CHUNK]},
+        )
+        found.update(rows)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        [(highest,)] = await clickhouse.query(
+            f"SELECT max(did) FROM {DISTINCT_IDS_TABLE} WHERE did >= {{bulk:UInt64}}", {"bulk": BULK_NUMBERS}
+        )
+        first = max(int(highest), BULK_NUMBERS) + 1
+        new = {distinct_id: first + n for n, distinct_id in enumerate(missing)}
+        block = b"\n".join(orjson.dumps({"distinct_id": i, "did": n}) for i, n in new.items())
+        await clickhouse.insert_json_rows(DISTINCT_IDS_TABLE, block)
+        found.update(new)
+    return found
+
+
+async def number_unnumbered_events(clickhouse: ClickHouse) -> int:
+    """Give rows stored before persons existed (did = 0) their distinct ids' numbers; how many ids."""
+    rows = await clickhouse.query(f"SELECT DISTINCT user_id FROM {EVENTS_TABLE} WHERE did = 0")
+    if not rows:
+        return 0
+    numbers = await number_in_bulk(clickhouse, [distinct_id for (distinct_id,) in rows])
+    table = "numbers_to_apply"
+    await clickhouse.command(f"DROP TABLE IF EXISTS {table}")
+    await clickhouse.command(
+        f"CREATE TABLE {table} (distinct_id String, did UInt64) ENGINE = Join(ANY, LEFT, distinct_id)"
+    )
+    try:
+        block = b"\n".join(orjson.dumps({"distinct_id": i, "did": n}) for i, n in numbers.items())
+        await clickhouse.insert_json_rows(table, block)
+        for target in (EVENTS_TABLE, ACTIVE_DAYS_TABLE):
+            await clickhouse.command(
+                f"ALTER TABLE {target} UPDATE did = joinGet('{clickhouse.database}.{table}', 'did', user_id) "
+                "WHERE did = 0 SETTINGS mutations_sync = 2"
+            )
+    finally:
+        await clickhouse.command(f"DROP TABLE IF EXISTS {table}")
+    log.info("numbered %d distinct ids stored before persons existed", len(numbers))
+    return len(numbers)
+
+
+async def load_in_bulk(clickhouse: ClickHouse, events: Sequence[StoredEvent]) -> None:
+    """Store events without the stream (benchmark data, tests that load ClickHouse directly): numbers
+    in bulk, then the same rows, links and updates as the loader's, then a resolver round over every
+    stored link."""
+    numbers = await number_in_bulk(clickhouse, {e.user_id for e in events})
+    batch = PersonsBatch()
+    for event in events:
+        did = numbers[event.user_id]
+        batch.rows.append(event.to_row(did))
+        batch.links += links_of(event)
+        batch.updates += [(did, update) for update in property_updates(event)]
+    recorder = PersonsRecorder(clickhouse, Resolver(clickhouse))
+    await recorder.store(batch)
+    await recorder.resolver.rebuild()
+    await recorder.refresh_properties({recorder.resolver.key_of(u.distinct_id) for _, u in batch.updates})
