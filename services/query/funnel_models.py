@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from services.query.filters import Breakdown
 from services.query.properties import Filters, Property
 from services.query.timezones import TimeZoneName
 from shared.contracts.dates import DateRange, Day
@@ -75,7 +76,7 @@ class FunnelRequest(BaseModel):
     window_seconds: int = Field(DEFAULT_WINDOW_SECONDS, ge=1, le=MAX_WINDOW_SECONDS)
     window: Window | None = Field(None, description="Instead of window_seconds: a value and a unit")
     mode: Mode = "ordered"
-    breakdown: Property | None = Field(
+    breakdown: Breakdown | None = Field(
         None, description='A property of the step-1 event ("plan") or of its person ("person.plan")'
     )
     breakdown_attribution: Attribution = "first_touch"
