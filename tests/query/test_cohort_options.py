@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from services.query.cohort import CohortRequest, run_cohort
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
 from tests import reference
 from tests.query.app import query_client
 from tests.query.test_cohort import random_events
@@ -142,8 +141,10 @@ FILTERS = st.sampled_from(
             "return_filters": FILTERS,
         }
     ),
-    breakdown=st.sampled_from([None, "plan"]),
+    breakdown=st.sampled_from([None, "plan", "person.plan"]),
     plans=st.lists(st.sampled_from(["p", "q", None]), min_size=20, max_size=20),
+    links=st.lists(st.tuples(st.integers(0, 19), st.sampled_from(["u1", "u2", "u3", "u4"])), max_size=3),
+    timezone=st.sampled_from(["UTC", "UTC", "Europe/Berlin", "America/St_Johns"]),
 )
 async def test_service_matches_reference_with_options(
     clickhouse: ClickHouse,
@@ -156,20 +157,27 @@ async def test_service_matches_reference_with_options(
     options: dict[str, Any],
     breakdown: str | None,
     plans: list[str | None],
+    links: list[tuple[int, str]],
+    timezone: str,
 ) -> None:
+    """Merged persons (random links), person properties (`$set` beside each event's plan) and zones."""
     for e, plan in zip(events, plans, strict=False):
         if plan is not None:
-            e.properties["plan"] = plan
+            e.properties.update(plan=plan, **{"$set": {"plan": plan.upper()}})
+    for i, other in links:
+        if i < len(events) and events[i].user_id != other:
+            events[i].linked_ids.append(other)
     params: dict[str, Any] = {
         "period_type": period_type,
         "periods": periods,
         "end_date": end.isoformat(),
+        "timezone": timezone,
         **options,
     }
     params.update({k: v for k, v in {"start_event": start_event, "return_event": return_event}.items() if v})
     if breakdown:
         params["breakdown"] = breakdown
     note(f"events={events!r} params={params!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     await ask(clickhouse, events, **params)

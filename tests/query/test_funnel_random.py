@@ -1,6 +1,7 @@
 """The funnel with every issue-16 option against tests/reference.py on random events: exclusions and
 hold_constant in every mode, window units, counting totals, the attribution rules, the three views
-and the persons list. Rows go straight into ClickHouse; the runners are called directly."""
+and the persons list, over merged persons (random links) and time zones. Events are stored as the
+stream loader stores them (tests.reference.load: persons resolved); the runners are called directly."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from services.query.funnel import run_funnel
 from services.query.funnel_models import FunnelPersonsRequest, FunnelRequest
 from services.query.funnel_persons import run_funnel_persons
 from shared.clickhouse import ClickHouse
-from shared.contracts.storage import EVENTS_TABLE
 from tests import reference
 from tests.query.test_funnel import DAY, FILTERS, PLANS, STEP, T0
 from tests.reference import Event, ev, load
 
+IDS = ["u1", "u2", "anon"]
+
 
 @st.composite
 def dense_events(draw: st.DrawFn) -> list[Event]:
-    """Two persons' events on a few distinct moments (ties, exclusions at a step's very millisecond and
-    window edges are common), a day apart at most; exclusion-looking "x" events are frequent."""
+    """Three distinct ids' events on a few distinct moments (ties, exclusions at a step's very
+    millisecond and window edges are common), a day apart at most; exclusion-looking "x" events are
+    frequent. Some events link another id to their own, so a person is often two or three ids."""
     events = []
     for _ in range(draw(st.integers(0, 14))):
         moment = T0 + timedelta(
@@ -36,8 +39,12 @@ def dense_events(draw: st.DrawFn) -> list[Event]:
             properties["plan"] = draw(PLANS)
         if draw(st.booleans()):
             properties["n"] = draw(st.integers(0, 2))
+        if draw(st.integers(0, 3)) == 0:
+            properties["$set"] = {"plan": draw(PLANS)}
         name = draw(st.sampled_from("aabbccxx"))
-        events.append(ev(name, draw(st.sampled_from(["u1", "u2"])), moment, **properties))
+        user = draw(st.sampled_from(IDS))
+        linked = draw(st.lists(st.sampled_from([i for i in IDS if i != user]), max_size=1))
+        events.append(Event(name, user, moment, properties, linked_ids=linked))
     return events
 
 
@@ -52,6 +59,7 @@ WINDOWS = st.one_of(
     ),
     st.just({"window": {"value": 1, "unit": "month"}}),
 )
+ZONES = st.sampled_from(["UTC", "UTC", "Europe/Berlin", "Asia/Kathmandu"])
 HELD = st.sampled_from([[], ["plan"], ["n"], [{"property": "plan", "source": "person"}]])
 
 
@@ -89,13 +97,17 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "hold_constant": draw(HELD),
         "filters": draw(st.lists(FILTERS, max_size=1)),
         "counting": draw(st.sampled_from(["persons", "totals"])),
+        "timezone": draw(ZONES),
     }
     view = draw(st.sampled_from(["steps", "steps", "time_to_convert", "trends"]))
     body["view"] = view
     if view == "steps" and draw(st.booleans()):
         body["breakdown"] = draw(st.sampled_from(["plan", "n", {"property": "plan", "source": "person"}]))
-        body["breakdown_attribution"] = draw(
-            st.sampled_from(["first_touch", "last_touch", "step", "all_events"])
+        if body["mode"] == "unordered":
+            body["breakdown_attribution"] = "first_touch"
+        body.setdefault(
+            "breakdown_attribution",
+            draw(st.sampled_from(["first_touch", "last_touch", "step", "all_events"])),
         )
         if body["breakdown_attribution"] == "step":
             body["breakdown_attribution_step"] = draw(st.integers(0, len(steps) - 1))
@@ -122,7 +134,7 @@ async def test_every_option_matches_reference(
 ) -> None:
     assume(valid(body))
     note(f"events={events!r}\nbody={body!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     answer = (await run_funnel(clickhouse, FunnelRequest(**body), timeout=30)).model_dump()
     assert answer == reference.funnel(events, body)
@@ -145,7 +157,7 @@ async def test_persons_pages_match_reference(
     body["breakdown_attribution"] = "first_touch"
     assume(not FunnelPersonsRequest(**body).problems())
     note(f"events={events!r}\nbody={body!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     cursor = None
     while True:
@@ -194,7 +206,7 @@ async def test_exclusions_match_reference(
 ) -> None:
     assume(valid(body))
     note(f"events={events!r}\nbody={body!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     answer = (await run_funnel(clickhouse, FunnelRequest(**body), timeout=30)).model_dump()
     assert answer == reference.funnel(events, body)
@@ -232,7 +244,7 @@ async def test_hold_constant_matches_reference(
         body.update(breakdown="plan", breakdown_attribution=breakdown)
     assume(valid(body))
     note(f"events={events!r}\nbody={body!r}")
-    await clickhouse.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    await reference.clear(clickhouse)
     await load(clickhouse, events)
     answer = (await run_funnel(clickhouse, FunnelRequest(**body), timeout=30)).model_dump()
     assert answer == reference.funnel(events, body)
