@@ -21,6 +21,7 @@ from bench.query_baselines import DUCKDB_CHAINS, funnel_parameters
 from services.query import funnel
 from services.query.funnel_models import FunnelRequest
 from services.query.funnel_views import parse_time_to_convert, parse_trends
+from shared.contracts.property_types import BUCKET_NONE, BUCKET_STRING
 
 EXCLUDED = "search"  # a frequent event (a sixth of the activity) between signup and onboarding
 BREAKDOWN = "plan"
@@ -101,10 +102,10 @@ def stats_row(bucket: int, value: str | None, found: tuple[Any, ...]) -> tuple[A
     reached = len([n for n in (two + three, three) if n])
     pick = lambda pair: [int(x) for x in pair[:reached]]  # noqa: E731
     levels = [int(one), int(two), int(three)]
+    kind = (BUCKET_NONE, 0.0, "") if value is None else (BUCKET_STRING, 0.0, value)  # the plans: strings
     return (
         bucket,
-        value is None,
-        value or "",
+        kind,
         levels,
         pick((sum2, sum3)),
         pick((low2, low3)),

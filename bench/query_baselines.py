@@ -29,6 +29,7 @@ import duckdb
 import psycopg
 
 from services.query import cohort, funnel
+from shared.contracts.property_types import BUCKET_NONE
 
 WEEK_MS = 7 * 86_400_000
 
@@ -121,16 +122,18 @@ def cohort_sql(periods: int, postgres: bool) -> str:
         SELECT cohort, count(*), {counts} FROM cohorts GROUP BY cohort ORDER BY cohort"""
 
 
+NO_VALUE = (BUCKET_NONE, 0.0, "")  # the breakdown bucket of no value
+
+
 def funnel_rows(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """(users at level 1, 2, 3, time sums, lower and upper medians of steps 2 and 3) as our funnel SQL's
-    total row: (bucket 0, missing, value, [per level], [sums], [low medians], [high medians])."""
+    total row: (bucket 0, value bucket, [per level], [sums], [low medians], [high medians])."""
     ((one, two, three, sum2, sum3, low2, low3, high2, high3),) = found
     reached = [n for n in (two + three, three) if n]  # the steps someone reached have times
     return [
         (
             0,
-            False,
-            "",
+            NO_VALUE,
             [int(one), int(two), int(three)],
             [int(x) for x in (sum2, sum3)[: len(reached)]],
             [int(x) for x in (low2, low3)[: len(reached)]],

@@ -1,15 +1,19 @@
 """Cohort runner: `build(request) -> (sql, params)` and `parse(rows, request) -> CohortResponse`.
 
-The cohorts are the `periods` consecutive periods ending with the one that holds end_date. Events after
-end_date do not exist for this query (as if it ran at the end of that day). A user's cohort is the
-period of their first-ever event matching start_event (any event when absent); for each offset k whose
-period cohort+k starts on or before end_date, `count` is the number of cohort users with a return_event
-(any event when absent) in period cohort+k.
+The cohorts are the `periods` consecutive periods (of the request's time zone) ending with the one that
+holds end_date. Events after end_date do not exist for this query (as if it ran at the end of that
+day). A person's cohort is the period of their first-ever event (over all their distinct ids) matching
+start_event and start_filters (any event when absent); for each offset k whose period cohort+k starts
+on or before end_date, `count` is the number of the cohort's persons retained in period cohort+k (a
+return_event matching return_filters in it; `first_time`: period 0 counts the start; `cumulative`: in
+it or any later period). A breakdown splits the table by the cohort-starting event's (or the person's)
+value (README "Retention cohorts").
 
-With any event as start and return (the default) the rows come from the per-user summary of active
-days, exact under duplicates (services/query/cohort_sql.py), which saves grouping every event by user.
-With named events, one scan grouped by user: the first start time, and a UInt64 with bit i set when
-the user returned in shown period i (measured against `retention()`: docs/performance.md).
+With any event as start and return, no filters and no breakdown, in UTC, the rows come from the
+per-user summary of active days, exact under duplicates (services/query/cohort_sql.py), which saves
+grouping every event by user. Otherwise one scan grouped by person: the first start time, and a UInt64
+with bit i set when the person returned in shown period i (measured against `retention()`:
+docs/performance.md).
 """
 
 from __future__ import annotations

@@ -17,16 +17,19 @@ step moment) one arrayFold walks the moments up to the end of the start's window
   kill, which has the earliest steps (the conversion chain's rule). Strict mode also ends, at every
   moment with a step event, the runs it does not extend (they stay *clean*: counted, not grown). The
   plain level (exclusions ignored) is tracked too.
-* unordered: the first moment of each step from the start (a moment may be several steps: the one
-  place that rule lives is `unordered_seen`); an exclusion event after the start kills it unless every
-  step already happened.
+* unordered (one event, one step): the fold walks the start's window row by row, not by moment
+  (simultaneous events are still different events) and counts the rows matching each union of filter
+  classes (`funnel_sql.hall_tests`); level k is reached at the first row after which, for every union
+  of steps 1..k, at least as many rows match as the union has steps (Hall's condition for each step
+  getting its own event). An exclusion event after the start kills it unless every step was reached
+  by then (at the same millisecond counts as by then).
 
 Per start: the plain level L, whether a chain reaching L is clean, its times. Per unit (a person, a
 step-1 event, a person and entry period, a person and value) the start with the highest L, then a
 clean chain, the earliest completion, the latest start, the earliest steps, the smallest held value
 (`sort_key`): its level (0 when its chain is excluded) and times. The search is one expression under
 `if(single, ...)`, so ClickHouse evaluates it only for the persons that need it (short-circuit); its
-cost is the moments of each start's window, per start (docs/performance.md).
+cost is the moments (unordered: rows) of each start's window, per start (docs/performance.md).
 """
 
 from __future__ import annotations
