@@ -230,3 +230,46 @@ async def test_a_month_window_is_a_calendar_month_from_the_step_one_event(clickh
     assert counts(answer) == [5, 3]  # the leap-year pair is outside this range
     body = {**body, "start_date": "2024-01-01", "end_date": "2024-12-31"}
     assert counts(await ask(clickhouse, events, **body, window={"value": 1, "unit": "month"})) == [1, 1]
+
+
+async def test_a_month_window_is_the_time_zones_calendar_month(clickhouse: ClickHouse) -> None:
+    events = [  # Berlin: CET (+01:00) until 2023-03-26 01:00 UTC, CEST (+02:00) until 2023-10-29 01:00 UTC
+        # 12:00 local on Feb 26 -> 12:00 CEST on Mar 26 = 10:00 UTC (in UTC the window ends at 11:00)
+        *[ev("a", "noon", "2023-02-26 11:00"), ev("b", "noon", "2023-03-26 10:00")],
+        *[ev("a", "noon_late", "2023-02-26 11:00"), ev("b", "noon_late", "2023-03-26 10:30")],
+        # 02:30 local on Feb 26 -> Mar 26 02:30, skipped by DST: read at +01:00, 01:30 UTC
+        *[ev("a", "gap", "2023-02-26 01:30"), ev("b", "gap", "2023-03-26 01:30")],
+        *[ev("a", "gap_late", "2023-02-26 01:30"), ev("b", "gap_late", "2023-03-26 01:30:00.001")],
+    ]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "b"], "start_date": "2023-02-26", "end_date": "2023-03-26"}
+    month = {"window": {"value": 1, "unit": "month"}}
+    assert counts(await ask(clickhouse, events, **body, **month, timezone="Europe/Berlin")) == [4, 2]
+    assert counts(await ask(clickhouse, events, **body, **month)) == [4, 3]  # UTC: noon_late too
+    autumn = [  # 02:30 CEST on Sep 29 -> Oct 29 02:30, repeated by DST: its first instant, 00:30 UTC
+        *[ev("a", "fold", "2023-09-29 00:30"), ev("b", "fold", "2023-10-29 00:30")],
+        *[ev("a", "fold_late", "2023-09-29 00:30"), ev("b", "fold_late", "2023-10-29 01:00")],
+    ]
+    await load(clickhouse, autumn)
+    body = {"steps": ["a", "b"], "start_date": "2023-09-29", "end_date": "2023-10-29"}
+    everything = events + autumn
+    assert counts(await ask(clickhouse, everything, **body, **month, timezone="Europe/Berlin")) == [2, 1]
+
+
+async def test_trends_periods_are_the_time_zones(clickhouse: ClickHouse) -> None:
+    events = [  # 23:30 UTC on Jan 1 is 00:30 on Jan 2 in Berlin
+        *[ev("a", "u1", "2023-01-01 23:30"), ev("b", "u1", "2023-01-01 23:40")],
+        ev("a", "u2", "2023-01-01 12:00"),
+    ]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "b"], "start_date": "2023-01-01", "end_date": "2023-01-02", "view": "trends"}
+    utc = await ask(clickhouse, events, **body)
+    assert [(p["period"], p["entered"], p["converted"]) for p in utc["trends"]] == [
+        ("2023-01-01", 2, 1),
+        ("2023-01-02", 0, 0),
+    ]
+    berlin = await ask(clickhouse, events, **body, timezone="Europe/Berlin")
+    assert [(p["period"], p["entered"], p["converted"]) for p in berlin["trends"]] == [
+        ("2023-01-01", 1, 0),
+        ("2023-01-02", 1, 1),
+    ]
