@@ -153,3 +153,22 @@ async def test_retention_cohort_and_breakdown_by_person(clickhouse: ClickHouse) 
         ("pro", ("2023-01-01", 1, [0, 1, 1])),
         (None, ("2023-01-01", 1, [0, 1, 0])),
     ]
+
+
+async def test_a_property_set_under_an_id_merged_in_the_same_batch_is_the_persons(
+    clickhouse: ClickHouse,
+) -> None:
+    """Found by the funnel's random test: the merge moved anon-1's key into u1's person, and the
+    properties refresh attributed anon-1's `$set` to the old key anon-1, leaving u1 without a plan."""
+    events = [
+        event("a", "anon-1", "2023-01-01 10:00", **{"$set": {"plan": "pro"}}),
+        event("b", "u1", "2023-01-01 10:00:01", linked=("anon-1",)),
+    ]
+    await load(clickhouse, events)
+    answer = await funnel(
+        clickhouse,
+        events,
+        steps=["a", "b"],
+        filters=[{"property": "person.plan", "op": "eq", "value": "pro"}],
+    )
+    assert counts(answer) == [1, 1]
