@@ -90,7 +90,8 @@ async def test_breakdown_by_the_cohort_starting_event(clickhouse: ClickHouse) ->
         ("pro", False, [("2023-01-01", 1, [1, 0, 1]), ("2023-01-02", 1, [0, 0]), ("2023-01-03", 0, [0])]),
         ("free", False, [("2023-01-01", 1, [0, 1, 0]), ("2023-01-02", 0, [0, 0]), ("2023-01-03", 0, [0])]),
     ]
-    # PERSONS-TODO: no person has properties yet: everyone is in the null bucket
+    # these events set no person properties: everyone is in the null bucket
+    # (tests/query/test_person_properties.py holds persons with properties)
     by_person = await ask(clickhouse, events, **PARAMS, breakdown={"property": "plan", "source": "person"})
     assert [(b["value"], b["cohorts"][0]["users"]) for b in by_person["breakdown"]] == [(None, 2)]
 

@@ -50,7 +50,8 @@ async def test_hold_constant_needs_one_value_across_the_chain(clickhouse: ClickH
         4,
         3,
     ]
-    # PERSONS-TODO: no person has properties yet, so a held person property never differs
+    # these events set no person properties: a held person property is one (missing) value for all
+    # (tests/query/test_person_properties.py holds persons with properties)
     by_person = [{"property": "plan", "source": "person"}]
     assert counts(await ask(clickhouse, events, steps=steps, hold_constant=by_person)) == [4, 4]
 
