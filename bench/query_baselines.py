@@ -50,20 +50,38 @@ DUCKDB_STEPS = """
 SELECT coalesce(p.person, e.user_id) AS person, e.event, epoch_ms(e.timestamp) AS ts
 FROM events e LEFT JOIN persons p ON p.distinct_id = e.user_id
 WHERE e.event IN ($s1, $s2, $s3) AND e.timestamp >= $range_start AND e.timestamp < $range_end"""
-DUCKDB_FUNNEL = f"""
-WITH s AS ({DUCKDB_STEPS}),
+DUCKDB_CHAINS = f"""
+s AS ({DUCKDB_STEPS}),
 s1 AS (SELECT person, ts FROM s WHERE event = $s1),
 s2 AS (SELECT person, ts FROM s WHERE event = $s2),
 s3 AS (SELECT person, ts FROM s WHERE event = $s3),
 chains AS (
-    SELECT s2.person, CASE WHEN s3.ts - s1.ts <= $window THEN 3 ELSE 2 END AS level
+    SELECT s2.person, s1.ts AS a, s2.ts AS b, CASE WHEN s3.ts - s1.ts <= $window THEN s3.ts END AS c
     FROM s2 ASOF JOIN s1 ON s2.person = s1.person AND s2.ts > s1.ts
             ASOF LEFT JOIN s3 ON s2.person = s3.person AND s2.ts < s3.ts
     WHERE s2.ts - s1.ts <= $window),
-levels AS (SELECT person, max(level) AS level
-           FROM (SELECT person, 1 AS level FROM s1 UNION ALL SELECT person, level FROM chains)
-           GROUP BY person)
-SELECT level, count(*) FROM levels GROUP BY level ORDER BY level"""
+best AS (
+    SELECT person, max(CASE WHEN c IS NULL THEN 2 ELSE 3 END) AS level,
+           arg_min([a, b, coalesce(c, 0)], [CASE WHEN c IS NULL THEN -2 ELSE -3 END, coalesce(c,
+               b), -a, b]) AS chain
+    FROM chains GROUP BY person),
+levels AS (
+    SELECT person, coalesce(best.level, 1) AS level, chain
+    FROM (SELECT DISTINCT person FROM s1) entered LEFT JOIN best USING (person))"""
+# Per step-2 event: the latest step-1 event before it and the first step-3 event after it; of those, the
+# conversion chain is the one completing first, then starting last, then with the earliest step 2 (the
+# service's definition; taking the latest step 1 and earliest step 3 around each step 2 loses no chain
+# that could be it). Per level the persons, then the step times' sums and lower and upper medians.
+DUCKDB_FUNNEL = f"""
+WITH {DUCKDB_CHAINS}
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2),
+    count(*) FILTER (WHERE level = 3),
+       sum(chain[2] - chain[1]), sum(chain[3] - chain[2]) FILTER (WHERE level = 3),
+       quantile_disc(chain[2] - chain[1], 0.5), quantile_disc(chain[3] - chain[2],
+           0.5) FILTER (WHERE level = 3),
+       -quantile_disc(chain[1] - chain[2], 0.5), -quantile_disc(chain[2] - chain[3],
+           0.5) FILTER (WHERE level = 3)
+FROM levels"""
 
 # The same definition with window functions: for each step-2 event, the latest step-1 time strictly
 # before it and the earliest step-3 time strictly after it (EXCLUDE GROUP leaves out the same moment).
@@ -80,13 +98,23 @@ w AS (
            min(ts) FILTER (WHERE event = %(s3)s) OVER (PARTITION BY person ORDER BY ts
                RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING EXCLUDE GROUP) AS t3
     FROM s),
-levels AS (
-    SELECT person, max(CASE WHEN event = %(s1)s THEN 1
-                            WHEN event = %(s2)s AND ts <= t1 + %(window)s * interval '1 millisecond'
-                            THEN CASE WHEN t3 <= t1 + %(window)s * interval '1 millisecond' THEN 3 ELSE 2 END
-                            ELSE 0 END) AS level
-    FROM w GROUP BY person)
-SELECT level, count(*) FROM levels WHERE level > 0 GROUP BY level ORDER BY level"""
+pairs AS (
+    SELECT person, t1 AS a, ts AS b,
+           CASE WHEN t3 <= t1 + %(window)s * interval '1 millisecond' THEN t3 END AS c
+    FROM w
+    WHERE event = %(s2)s AND t1 IS NOT NULL AND ts <= t1 + %(window)s * interval '1 millisecond'),
+best AS (
+    SELECT DISTINCT ON (person) person, CASE WHEN c IS NULL THEN 2 ELSE 3 END AS level,
+           (extract(epoch FROM b - a) * 1000)::bigint AS d2, (extract(epoch FROM c - b) * 1000)::bigint AS d3
+    FROM pairs ORDER BY person, c IS NULL, coalesce(c, b), a DESC, b),
+entered AS (SELECT DISTINCT person FROM s WHERE event = %(s1)s),
+levels AS (SELECT person, coalesce(level, 1) AS level, d2, d3 FROM entered LEFT JOIN best USING (person))
+SELECT count(*) FILTER (WHERE level = 1), count(*) FILTER (WHERE level = 2),
+    count(*) FILTER (WHERE level = 3),
+       sum(d2), sum(d3), percentile_disc(0.5) WITHIN GROUP (ORDER BY d2),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY d3), -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d2),
+       -percentile_disc(0.5) WITHIN GROUP (ORDER BY -d3)
+FROM levels"""
 
 
 def cohort_sql(periods: int, postgres: bool) -> str:
@@ -117,12 +145,24 @@ def cohort_sql(periods: int, postgres: bool) -> str:
         SELECT cohort, count(*), {counts} FROM cohorts GROUP BY cohort ORDER BY cohort"""
 
 
-NO_BREAKDOWN = (BUCKET_NONE, 0.0, "")  # the breakdown bucket of every row of a funnel without one
+NO_VALUE = (BUCKET_NONE, 0.0, "")  # the breakdown bucket of no value
 
 
-def funnel_rows(levels: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(level, users) as our funnel SQL's rows: (bucket, breakdown bucket, level, users)."""
-    return [(1, NO_BREAKDOWN, int(level), int(users)) for level, users in levels if int(level) > 0]
+def funnel_rows(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(users at level 1, 2, 3, time sums, lower and upper medians of steps 2 and 3) as our funnel SQL's
+    total row: (bucket 0, value bucket, [per level], [sums], [low medians], [high medians])."""
+    ((one, two, three, sum2, sum3, low2, low3, high2, high3),) = found
+    reached = [n for n in (two + three, three) if n]  # the steps someone reached have times
+    return [
+        (
+            0,
+            NO_VALUE,
+            [int(one), int(two), int(three)],
+            [int(x) for x in (sum2, sum3)[: len(reached)]],
+            [int(x) for x in (low2, low3)[: len(reached)]],
+            [int(x) for x in (high2, high3)[: len(reached)]],
+        )
+    ]
 
 
 def cohort_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -43,8 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import funnel_options, query_trends
 from bench import query_baselines as baselines
-from bench import query_trends
 from bench.postgres_cluster import PostgresCluster
 from bench.query_latency import COHORT, FUNNEL
 from bench.query_load import (
@@ -100,6 +100,7 @@ async def compare(scale: float, runs: int, workdir: Path) -> list[Figure]:
         others = baselines.calls(duck, pg, *requests()) | query_trends.baseline_calls(duck, pg)
         streamed, expected = await measure(clickhouse, others, postgres, rounds, "as streamed")
         figures += streamed + await query_trends.discovery_figures(clickhouse, rounds, "as streamed")
+        figures += await measure_options(clickhouse, duck, rounds)
         settled = await settle(clickhouse)
         figures.append(Figure("query data: settle ClickHouse (OPTIMIZE FINAL)", "s", [settled]))
         duck_only = {question: {"DuckDB": calls["DuckDB"]} for question, calls in others.items()}
@@ -243,6 +244,38 @@ def distinct_id_figures(
             note="same rounds; the last make bench over distinct ids (settled, 2026-11-28) measured 225 ms",
         ),
     ]
+
+
+async def measure_options(clickhouse: ClickHouse, duck: Any, runs: int) -> list[Figure]:
+    """Issue 16's figures (bench/funnel_options.py): each option's funnel, ours and DuckDB's, checked
+    alike, and ours over our plain funnel in the same round (target <= 2)."""
+    plain, _ = requests()
+    optioned = funnel_options.option_requests(FUNNEL)
+    theirs = funnel_options.duckdb_calls(duck, optioned)
+    figures: list[Figure] = []
+    for label, request in optioned.items():
+        expected = await funnel.run_funnel(clickhouse, request, TIMEOUT)
+        check(theirs[label](), expected, f"DuckDB's funnel ({label})")
+        ours, duckdb_ms, over_plain, duck_over = [], [], [], []
+        for _ in range(runs):
+            plain_ms, _, _ = await timed_async(lambda: funnel.run_funnel(clickhouse, plain, TIMEOUT))
+            ms, _, answer = await timed_async(lambda r=request: funnel.run_funnel(clickhouse, r, TIMEOUT))
+            check(answer, expected, f"our funnel ({label})")
+            theirs_ms, _, answer = timed(theirs[label])
+            check(answer, expected, f"DuckDB's funnel ({label})")
+            ours.append(ms)
+            duckdb_ms.append(theirs_ms)
+            over_plain.append(ms / plain_ms)
+            duck_over.append(theirs_ms / ms)
+        name = f"person funnel 3 steps, 30 days, {label}, as streamed"
+        ratio = statistics.median(over_plain)
+        figures += [
+            Figure(f"{name}: ours", "ms", ours),
+            Figure(f"{name}: DuckDB", "ms", duckdb_ms),
+            Figure(f"{name}: ours / our plain funnel", "ratio", over_plain, "<= 2", ratio <= 2),
+            Figure(f"{name}: DuckDB / ours", "ratio", duck_over),
+        ]
+    return figures
 
 
 def question_figures(

@@ -8,12 +8,12 @@ import dataclasses
 import math
 import re
 import uuid
-from collections.abc import Iterable
+from calendar import monthrange
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -364,43 +364,207 @@ def arrival(e: Event) -> tuple[int, int, str]:
 
 
 # --- funnels ----------------------------------------------------------------------------------------
+# README "Funnels", literally: every chain of every person is listed (exponential on purpose), each
+# unit's level and conversion chain are picked from that list by the README's rules.
+
+WINDOW_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+INTERVAL_PERIODS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
-def ordered_level(events: list[Event], steps: list[Any], window: int, strict: bool) -> int:
-    """The longest chain step1 -> ... -> stepk of events with strictly increasing times, all within
-    `window` ms of the first; when strict, each next event is at the user's next matching time."""
-    relevant = [e for e in events if any(matches(e, s) for s in steps)]
-    times = sorted({e.ms for e in relevant})
-
-    @cache
-    def longest(start: int, last: int, done: int) -> int:
-        if done == len(steps):
-            return done
-        later = [t for t in times if t > last]
-        allowed = later[:1] if strict else later
-        return max(
-            [done]
-            + [
-                longest(start, e.ms, done + 1)
-                for e in relevant
-                if e.ms in allowed and e.ms - start <= window and matches(e, steps[done])
-            ]
-        )
-
-    return max([0] + [longest(e.ms, e.ms, 1) for e in relevant if matches(e, steps[0])])
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
 
 
-def unordered_level(events: list[Event], steps: list[Any], window: int) -> int:
-    """The most leading steps that each have their own matching event (one event, one step) inside
-    one window [s, s + window]."""
-    best = 0
-    for s in {e.ms for e in events}:
-        inside = [e for e in events if s <= e.ms <= s + window]
-        level = 0
-        while level < len(steps) and assignable(inside, steps[: level + 1]):
-            level += 1
-        best = max(best, level)
-    return best
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and clock time `months` calendar months later; the month's last day when the
+    month is shorter."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
+
+
+def window_end(request: dict[str, Any]) -> Callable[[int], int]:
+    """The last millisecond a chain whose step-1 event is at `ms` may reach. A month window ends at the
+    same local date and clock time in the request's zone (`fold=0`: a repeated autumn time is its first
+    instant, a time in the skipped spring hour is read with the offset before the change)."""
+    window = request.get("window")
+    if window and window["unit"] == "month":
+        zone = ZoneInfo(request.get("timezone", "UTC"))
+
+        def month_end(ms: int) -> int:
+            wall = from_ms(ms).astimezone(zone).replace(tzinfo=None)
+            end = add_months(wall, window["value"]).replace(tzinfo=zone, fold=0)
+            return (end.astimezone(UTC) - EPOCH) // timedelta(milliseconds=1)
+
+        return month_end
+    seconds = window["value"] * WINDOW_UNIT_SECONDS[window["unit"]] if window else None
+    span = (seconds or request.get("window_seconds", 14 * 86400)) * 1000
+    return lambda ms: ms + span
+
+
+def prop_key(e: Event, ref: str | dict[str, Any]) -> tuple[int, Any]:
+    """The breakdown bucket of a property reference (`"plan"`, `"person.plan"` or an object)."""
+    return breakdown_bucket(e, ref)
+
+
+def exclusion_list(request: dict[str, Any]) -> list[tuple[tuple[str, list[dict[str, Any]]], int, int]]:
+    """(matcher, from_step, to_step) per exclusion; the top-level filters apply to exclusions too."""
+    return [
+        ((x["event"], x.get("filters", []) + request.get("filters", [])), x["from_step"], x["to_step"])
+        for x in request.get("exclusions", [])
+    ]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An ordered or strict chain: events[j] is the event of step j + 1."""
+
+    events: tuple[Event, ...]
+
+    @property
+    def length(self) -> int:
+        return len(self.events)
+
+    @property
+    def entry(self) -> int:
+        """When the chain starts: its step-1 event."""
+        return self.events[0].ms
+
+    def reach(self, step: int) -> int:
+        """When the chain reaches step `step` (1-based): its step event."""
+        return self.events[step - 1].ms
+
+    def times(self) -> tuple[int, ...]:
+        return tuple(e.ms for e in self.events)
+
+    def held(self, refs: list[Any]) -> tuple[Any, ...]:
+        return tuple(prop_key(self.events[0], r) for r in refs)
+
+
+@dataclass(frozen=True)
+class Span:
+    """What an unordered funnel reaches from one start `entry` (the time of a step event): level j at
+    `reaches[j - 1]`, the first time steps 1..j each have their own event (one event, one step) in
+    [entry, that time], inside the window. With hold_constant, only the events of one held value."""
+
+    entry: int
+    reaches: tuple[int, ...]
+    values: tuple[Any, ...]
+
+    @property
+    def length(self) -> int:
+        return len(self.reaches)
+
+    def reach(self, step: int) -> int:
+        return self.entry if step == 1 else self.reaches[step - 1]
+
+    def times(self) -> tuple[int, ...]:
+        return self.reaches
+
+    def held(self, refs: list[Any]) -> tuple[Any, ...]:
+        return self.values
+
+
+def chains_of(mine: list[Event], steps: list[Any], request: dict[str, Any]) -> list[Any]:
+    """Every chain (of every length) in one person's events, by the mode's rule (unordered: a Span per
+    start)."""
+    mode, end, held = request.get("mode", "ordered"), window_end(request), request.get("hold_constant", [])
+    if mode == "unordered":
+        return spans_of(mine, steps, end, held)
+    matching = [[e for e in mine if matches(e, step)] for step in steps]
+    found: list[Any] = []
+
+    def constant(chain: tuple[Event, ...]) -> bool:
+        return all(prop_key(e, r) == prop_key(chain[0], r) for e in chain for r in held)
+
+    times = sorted({e.ms for e in mine if any(matches(e, step) for step in steps)})
+
+    def extend(chain: tuple[Event, ...]) -> None:
+        found.append(Chain(chain))
+        if len(chain) == len(steps):
+            return
+        after = chain[-1].ms
+        for e in matching[len(chain)]:
+            if e.ms <= after or e.ms > end(chain[0].ms) or not constant((*chain, e)):
+                continue
+            if mode == "strict" and e.ms != min(t for t in times if t > after):
+                continue
+            extend((*chain, e))
+
+    for first in matching[0]:
+        extend((first,))
+    return found
+
+
+def spans_of(mine: list[Event], steps: list[Any], end: Callable[[int], int], held: list[Any]) -> list[Span]:
+    """Per held value (one, without hold_constant) and per start among its step events, the Span."""
+    stepping = [e for e in mine if any(matches(e, step) for step in steps)]
+    groups: dict[tuple[Any, ...], list[Event]] = {}
+    for e in stepping:
+        groups.setdefault(tuple(prop_key(e, r) for r in held), []).append(e)
+    found = []
+    for values, group in groups.items():
+        for start in sorted({e.ms for e in group}):
+            times = sorted({e.ms for e in group if start <= e.ms <= end(start)})
+            reaches: list[int] = []
+            for t in times:
+                inside = [e for e in group if start <= e.ms <= t]
+                while len(reaches) < len(steps) and assignable(inside, steps[: len(reaches) + 1]):
+                    reaches.append(t)
+            if reaches:
+                found.append(Span(start, tuple(reaches), values))
+    return found
+
+
+def excluded(chain: Any, mine: list[Event], request: dict[str, Any]) -> bool:
+    """An exclusion event strictly between the chain's from_step and to_step events; for a chain that
+    reached from_step but not to_step, strictly after its from_step event and no later than the end
+    of its window."""
+    end = window_end(request)
+    for matcher, from_step, to_step in exclusion_list(request):
+        if chain.length <= from_step:
+            continue
+        after = chain.reach(from_step + 1)
+        until = chain.reach(to_step + 1) - 1 if chain.length > to_step else end(chain.entry)
+        if any(after < x.ms <= until for x in mine if matches(x, matcher)):
+            return True
+    return False
+
+
+@dataclass
+class Outcome:
+    """A unit's level (0: entered, but every chain to its highest step is excluded) and the chains
+    tied for its conversion chain."""
+
+    level: int
+    tied: list[Any]
+
+    def key_at(self, step: int, ref: Any) -> tuple[int, Any]:
+        """The value on the conversion chain's step event: of the tied chains' (simultaneous) events,
+        the one received first (README, Definitions: "Order and ties")."""
+        return prop_key(min((c.events[step - 1] for c in self.tied), key=arrival), ref)
+
+    def durations(self) -> list[int]:
+        chain = self.tied[0]
+        return [chain.reach(j) - chain.reach(j - 1) for j in range(2, self.level + 1)]
+
+
+def outcome(chains: list[Any], mine: list[Event], request: dict[str, Any]) -> Outcome | None:
+    """None when the unit has no chain; else its level L (the longest chain, exclusions ignored) when a
+    chain reaching L is not excluded, and the conversion chain: of those, the one reaching L first,
+    then the one starting last, then each step's event as early as possible, then the smallest held
+    values."""
+    if not chains:
+        return None
+    level = max(c.length for c in chains)
+    clean = [c for c in chains if c.length == level and not excluded(c, mine, request)]
+    if not clean:
+        return Outcome(0, [])
+    best = min((c.reach(level), -c.entry, c.times()) for c in clean)
+    tied = [c for c in clean if (c.reach(level), -c.entry, c.times()) == best]
+    held = request.get("hold_constant", [])
+    values = min(c.held(held) for c in tied)
+    return Outcome(level, [c for c in tied if c.held(held) == values])
 
 
 def assignable(events: list[Event], steps: list[Any]) -> bool:
@@ -427,62 +591,242 @@ def percent(part: int, whole: int) -> float:
     return float(Fraction(math.floor(Fraction(part * 10000, whole) + Fraction(1, 2)), 100))
 
 
-def funnel_of(names: list[str], levels: list[int]) -> dict[str, Any]:
-    counts = [sum(1 for level in levels if level >= k) for k in range(1, len(names) + 1)]
-    steps = [
-        {
-            "step": name,
-            "count": counts[k],
-            "conversion_rate": percent(counts[k], counts[0]),
-            "drop_off": 0 if k == 0 else counts[k - 1] - counts[k],
-        }
-        for k, name in enumerate(names)
-    ]
+def seconds(ms: Fraction) -> float:
+    """Milliseconds as seconds, rounded half up to 3 decimals."""
+    return float(Fraction(math.floor(ms + Fraction(1, 2)), 1000))
+
+
+def mean_and_median(values: list[int]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    ordered, middle = sorted(values), len(values) // 2
+    median = Fraction(ordered[middle] + ordered[~middle], 2)
+    return seconds(Fraction(sum(values), len(values))), seconds(median)
+
+
+def funnel_of(names: list[str], outcomes: list[Outcome]) -> dict[str, Any]:
+    counts = [sum(1 for o in outcomes if o.level >= k) for k in range(1, len(names) + 1)]
+    steps = []
+    for k, name in enumerate(names):
+        took = [o.durations()[k - 1] for o in outcomes if k > 0 and o.level > k]
+        average, median = mean_and_median(took)
+        steps.append(
+            {
+                "step": name,
+                "count": counts[k],
+                "conversion_rate": percent(counts[k], counts[0]),
+                "drop_off": 0 if k == 0 else counts[k - 1] - counts[k],
+                "average_conversion_seconds": average,
+                "median_conversion_seconds": median,
+            }
+        )
     return {"funnel": steps, "total_entries": counts[0], "overall_conversion": percent(counts[-1], counts[0])}
+
+
+def in_range(e: Event, request: dict[str, Any]) -> bool:
+    """The event's local date (in the request's zone) is one of the range's days."""
+    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
+    return first <= local_time(e, request.get("timezone", "UTC")).date() <= last
+
+
+def funnel_input(events: Iterable[Event], request: dict[str, Any]) -> dict[str, list[Event]]:
+    """Each person's deduplicated events inside the range, under the person's key (`by_person`)."""
+    inside = [e for e in by_person(events) if in_range(e, request)]
+    people = sorted({e.user_id for e in inside})
+    return {user: [e for e in inside if e.user_id == user] for user in people}
+
+
+Unit = tuple[str, Any]  # (person, what else tells the unit apart)
+
+
+def funnel_units(events: Iterable[Event], request: dict[str, Any], split: str) -> dict[Unit, Outcome]:
+    """Outcome per unit: a person (split "person"), a step-1 event ("event": counting totals), a person
+    and the local period of the chain's entry ("period"), or a person and a value of the breakdown
+    property on a step-1 event ("value": all_events). Units without a chain are left out."""
+    steps = step_list(request)
+    interval = INTERVAL_PERIODS[request.get("interval", "day")]
+    zone = ZoneInfo(request.get("timezone", "UTC"))
+    result: dict[Unit, Outcome] = {}
+    for person, mine in funnel_input(events, request).items():
+        groups: dict[Any, list[Any]] = {}
+        for chain in chains_of(mine, steps, request):
+            if split == "event":
+                tag: Any = chain.events[0].event_id
+            elif split == "period":
+                tag = period_of(from_ms(chain.entry).astimezone(zone).date(), interval)
+            elif split == "value":
+                tag = prop_key(chain.events[0], request["breakdown"])
+            else:
+                tag = None
+            groups.setdefault(tag, []).append(chain)
+        for tag, chains in groups.items():
+            found = outcome(chains, mine, request)
+            if found is not None:
+                result[(person, tag)] = found
+    return result
+
+
+def entry_split(request: dict[str, Any]) -> str:
+    return "event" if request.get("counting", "persons") == "totals" else "person"
 
 
 def funnel(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
     """The funnel response for `request` (the API's JSON body) over `events`."""
-    first, last = date.fromisoformat(request["start_date"]), date.fromisoformat(request["end_date"])
-    zone = request.get("timezone", "UTC")
-    in_range = [e for e in by_person(events) if first <= local_time(e, zone).date() <= last]
-    steps = step_list(request)
-    window = request.get("window_seconds", 14 * 86400) * 1000
-    mode = request.get("mode", "ordered")
-    levels: dict[str, int] = {}
-    keys: dict[str, tuple[int, Any]] = {}
-    for user in sorted({e.user_id for e in in_range}):
-        mine = [e for e in in_range if e.user_id == user]
-        if mode == "unordered":
-            levels[user] = unordered_level(mine, steps, window)
-        else:
-            levels[user] = ordered_level(mine, steps, window, strict=mode == "strict")
-        firsts = [e for e in mine if matches(e, steps[0])]
-        if firsts and request.get("breakdown"):
-            keys[user] = breakdown_bucket(min(firsts, key=arrival), request["breakdown"])
-    names = [name for name, _ in steps]
-    response = {**funnel_of(names, list(levels.values())), "breakdown": None}
+    events = list(events)
+    view = request.get("view", "steps")
+    if view == "time_to_convert":
+        return time_to_convert(events, request)
+    if view == "trends":
+        return funnel_trends(events, request)
+    names = [name for name, _ in step_list(request)]
+    units = funnel_units(events, request, entry_split(request))
+    response = {**funnel_of(names, list(units.values())), "breakdown": None}
     if request.get("breakdown"):
-        response["breakdown"] = breakdown(names, levels, keys)
+        response["breakdown"] = breakdown(names, bucket_keys(events, request, units))
     return response
 
 
-def breakdown(
-    names: list[str], levels: dict[str, int], keys: dict[str, tuple[int, Any]]
-) -> list[dict[str, Any]]:
+def bucket_keys(
+    events: list[Event], request: dict[str, Any], units: dict[Unit, Outcome]
+) -> list[tuple[tuple[int, Any], Outcome]]:
+    """(value, outcome) of every unit in a bucket, by the attribution rule."""
+    ref, rule = request["breakdown"], request.get("breakdown_attribution", "first_touch")
+    if rule == "all_events":
+        found = funnel_units(events, request, "value")
+        return [(tag, o) for (_, tag), o in found.items() if o.level > 0]
+    keyed = []
+    first_step = step_list(request)[0]
+    people = funnel_input(events, request)
+    for (person, tag), o in units.items():
+        if o.level == 0:
+            continue
+        if rule == "last_touch":
+            keyed.append((o.key_at(o.level, ref), o))
+        elif rule == "step":
+            k = request["breakdown_attribution_step"] + 1
+            if o.level >= k:
+                keyed.append((o.key_at(k, ref), o))
+        elif tag is not None:  # counting totals: the entry's own step-1 event
+            (first,) = [e for e in people[person] if e.event_id == tag]
+            keyed.append((prop_key(first, ref), o))
+        else:  # the person's first step-1 event (of simultaneous ones, the first received)
+            firsts = [e for e in people[person] if matches(e, first_step)]
+            keyed.append((prop_key(min(firsts, key=arrival), ref), o))
+    return keyed
+
+
+def breakdown(names: list[str], keyed: list[tuple[tuple[int, Any], Outcome]]) -> list[dict[str, Any]]:
     entries: dict[tuple[int, Any], int] = {}
-    for key in keys.values():
+    for key, _ in keyed:
         entries[key] = entries.get(key, 0) + 1
     ranked = sorted(entries, key=lambda k: (-entries[k], k))
     top, rest = ranked[:TOP_VALUES], set(ranked[TOP_VALUES:])
     result = []
     for key in top:
-        users = [levels[u] for u, k in keys.items() if k == key]
-        result.append({**funnel_of(names, users), "value": bucket_label(key), "other": False})
+        outcomes = [o for k, o in keyed if k == key]
+        result.append({**funnel_of(names, outcomes), "value": bucket_label(key), "other": False})
     if rest:
-        users = [levels[u] for u, k in keys.items() if k in rest]
-        result.append({**funnel_of(names, users), "value": "Other", "other": True})
+        outcomes = [o for k, o in keyed if k in rest]
+        result.append({**funnel_of(names, outcomes), "value": "Other", "other": True})
     return result
+
+
+def time_to_convert(events: list[Event], request: dict[str, Any]) -> dict[str, Any]:
+    """The time from from_step to to_step (0-based) of every entry's conversion chain that reached
+    to_step, in `bins` equal bins of whole seconds from the fastest (rounded down) to the slowest
+    (rounded up); a time on a boundary belongs to the bin it starts, the slowest to the last bin."""
+    last = len(request["steps"]) - 1
+    first, to = request.get("from_step") or 0, request.get("to_step", last) or last
+    units = funnel_units(events, request, entry_split(request)).values()
+    took = [o.tied[0].reach(to + 1) - o.tied[0].reach(first + 1) for o in units if o.level > to]
+    average, median = mean_and_median(took)
+    bins: list[dict[str, int]] = []
+    if took:
+        count = request.get("bins", 20)
+        low, high = min(took) // 1000, -(-max(took) // 1000)
+        width = max(1, -(-(high - low) // count))
+        tally = [0] * count
+        for ms in took:
+            tally[min(count - 1, (ms - low * 1000) // (width * 1000))] += 1
+        bins = [
+            {"from_seconds": low + i * width, "to_seconds": low + (i + 1) * width, "count": n}
+            for i, n in enumerate(tally)
+        ]
+    return {
+        "view": "time_to_convert",
+        "from_step": first,
+        "to_step": to,
+        "converted": len(took),
+        "bins": bins,
+        "average_seconds": average,
+        "median_seconds": median,
+    }
+
+
+def funnel_trends(events: list[Event], request: dict[str, Any]) -> dict[str, Any]:
+    """Per local period of the range (every one listed): the entries whose conversion chain starts in
+    it and how many of them reached the last step."""
+    interval = request.get("interval", "day")
+    period_type = INTERVAL_PERIODS[interval]
+    zone = request.get("timezone", "UTC")
+    first = period_of(date.fromisoformat(request["start_date"]), period_type)
+    last = period_of(date.fromisoformat(request["end_date"]), period_type)
+    starts = [last]
+    while starts[0] > first:
+        starts.insert(0, previous_period(starts[0], period_type))
+    n = len(request["steps"])
+    entered = {s: 0 for s in starts}
+    converted = {s: 0 for s in starts}
+    units = funnel_units(events, request, "event" if entry_split(request) == "event" else "period")
+    people = funnel_input(events, request)
+    periods = {}
+    for person, tag in units:
+        if entry_split(request) == "event":  # the entry's step-1 event
+            (first_event,) = [e for e in people[person] if e.event_id == tag]
+            periods[(person, tag)] = period_of(local_time(first_event, zone).date(), period_type)
+        else:
+            periods[(person, tag)] = tag
+    for key, o in units.items():
+        if o.level > 0:
+            entered[periods[key]] += 1
+            converted[periods[key]] += o.level == n
+    return {
+        "view": "trends",
+        "interval": interval,
+        "trends": [
+            {
+                "period": period_label(s, period_type),
+                "start": s.isoformat(),
+                "entered": entered[s],
+                "converted": converted[s],
+                "conversion_rate": percent(converted[s], entered[s]),
+            }
+            for s in starts
+        ],
+    }
+
+
+def funnel_persons(events: Iterable[Event], request: dict[str, Any]) -> dict[str, Any]:
+    """The persons at a step (0-based): reached it (converted) or reached the one before but not it
+    (dropped); ordered by person key, `limit` after `cursor`. Each with the smallest of their distinct
+    ids that has an event in the funnel (one matching a step or an exclusion, inside the range)."""
+    events = list(events)
+    k, status = request["step"], request.get("status", "converted")
+    levels: dict[str, int] = {}
+    for (person, _), o in funnel_units(events, {**request, "counting": "persons"}, "person").items():
+        levels[person] = o.level
+    chosen = sorted(p for p, level in levels.items() if (level > k if status == "converted" else level == k))
+    chosen = [p for p in chosen if request.get("cursor") is None or p > request["cursor"]]
+    page = chosen[: request.get("limit", 100)]
+    matchers = step_list(request) + [matcher for matcher, _, _ in exclusion_list(request)]
+    ids: dict[str, set[str]] = {}
+    for original, e in zip(deduplicated(events), by_person(events), strict=True):  # by_person keeps the order
+        if in_range(e, request) and any(matches(e, m) for m in matchers):
+            ids.setdefault(e.user_id, set()).add(original.user_id)
+    return {
+        "persons": [{"person_id": p, "distinct_id": min(ids[p])} for p in page],
+        "next_cursor": page[-1] if len(chosen) > len(page) else None,
+    }
 
 
 # --- cohorts ----------------------------------------------------------------------------------------
@@ -508,8 +852,13 @@ def period_label(start: date, period_type: str) -> str:
     return start.strftime("%Y-%m") if period_type == "monthly" else start.isoformat()
 
 
+def cohort_matches(e: Event, event: str | None, filters: list[dict[str, Any]]) -> bool:
+    return event in (None, e.event) and all(passes(e, f) for f in filters)
+
+
 def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
-    """The cohort response for the API's query parameters over `events`."""
+    """The cohort response for the API's query parameters over `events` (filters and the breakdown as
+    objects, not JSON text)."""
     period_type, count = params.get("period_type", "weekly"), params.get("periods", 8)
     end = date.fromisoformat(params["end_date"])
     starts = [period_of(end, period_type)]
@@ -521,23 +870,54 @@ def cohorts(events: Iterable[Event], params: dict[str, Any]) -> dict[str, Any]:
     known = [e for e in personal if day[id(e)] <= end]
     start_event, return_event = params.get("start_event") or None, params.get("return_event") or None
     members: dict[date, set[str]] = {s: set() for s in starts}
+    values: dict[str, tuple[int, Any]] = {}
     for user in {e.user_id for e in known}:
-        begun = [e for e in known if e.user_id == user and start_event in (None, e.event)]
+        begun = [
+            e
+            for e in known
+            if e.user_id == user and cohort_matches(e, start_event, params.get("start_filters", []))
+        ]
         if begun:
-            first = day[id(min(begun, key=lambda e: e.timestamp))]
-            if period_of(first, period_type) in members:
-                members[period_of(first, period_type)].add(user)
-    returns = [e for e in known if return_event in (None, e.event)]
+            first = min(begun, key=arrival)  # the first start; of simultaneous ones the first received
+            cohort = period_of(day[id(first)], period_type)
+            if cohort in members:
+                members[cohort].add(user)
+                if params.get("breakdown"):
+                    values[user] = prop_key(first, params["breakdown"])
+    returns = [e for e in known if cohort_matches(e, return_event, params.get("return_filters", []))]
     returned = {(e.user_id, period_of(day[id(e)], period_type)) for e in returns}
-    result = []
-    for i, start in enumerate(starts):
-        users = members[start]
-        data = []
-        for k in range(count - i):
-            n = sum(1 for u in users if (u, starts[i + k]) in returned)
-            data.append({"period": k, "percentage": percent(n, len(users)), "count": n})
-        result.append({"cohort_date": period_label(start, period_type), "users": len(users), "data": data})
-    return {"cohorts": result}
+    if params.get("retention_type") == "first_time":  # period 0 counts the start itself
+        returned |= {(u, s) for s, users in members.items() for u in users}
+
+    def table(chosen: set[str]) -> list[dict[str, Any]]:
+        result = []
+        for i, start in enumerate(starts):
+            users = members[start] & chosen
+            data = []
+            for k in range(count - i):
+                later = starts[i + k :] if params.get("cumulative") else [starts[i + k]]
+                n = sum(1 for u in users if any((u, s) in returned for s in later))
+                data.append({"period": k, "percentage": percent(n, len(users)), "count": n})
+            result.append(
+                {"cohort_date": period_label(start, period_type), "users": len(users), "data": data}
+            )
+        return result
+
+    everyone = set().union(*members.values())
+    response: dict[str, Any] = {"cohorts": table(everyone)}
+    if params.get("breakdown"):
+        persons: dict[tuple[int, Any], set[str]] = {}
+        for user, key in values.items():
+            persons.setdefault(key, set()).add(user)
+        ranked = sorted(persons, key=lambda k: (-len(persons[k]), k))
+        top, rest = ranked[:TOP_VALUES], ranked[TOP_VALUES:]
+        response["breakdown"] = [
+            {"value": bucket_label(k), "other": False, "cohorts": table(persons[k])} for k in top
+        ]
+        if rest:
+            merged = set().union(*(persons[k] for k in rest))
+            response["breakdown"].append({"value": "Other", "other": True, "cohorts": table(merged)})
+    return response
 
 
 # --- daily metrics ----------------------------------------------------------------------------------

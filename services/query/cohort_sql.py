@@ -21,7 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.query.properties import NO_KEY
 from shared.contracts.storage import ACTIVE_DAYS_TABLE, EVENTS_TABLE, IN_MERGED_PERSON, PERSON
+
+# Among simultaneous events the one received first, then the smaller event_id (as text) is earlier.
+TIE_KEY = "(toUnixTimestamp64Milli(received_at), toString(event_id))"
+
+TOP_VALUES = 10
 
 SUMMARY_SWAPPED = "the cohort summary was rebuilt during the query"
 # An insert stamps `inserted_at` (now(), in seconds) before its part is committed; a summary built in
@@ -60,7 +66,12 @@ def counts_sql(periods: int, returned_at_offset: str) -> str:
     return f"arrayMap(k -> toUInt64({returned_at_offset}), range({periods} - cohort))"
 
 
-def summary_sql(period_type: str, periods: int) -> str:
+def retained_sql(mask: str, at: str, cumulative: bool) -> str:
+    """Retained at shown period `at`: a return in it, or with `cumulative` in it or any later one."""
+    return f"bitShiftRight({mask}, {at}) != 0" if cumulative else f"bitTest({mask}, {at})"
+
+
+def summary_sql(period_type: str, periods: int, cumulative: bool = False) -> str:
     """Cohort rows when any event starts and any event returns (see the module doc). Each person becomes
     (sign, cohort, bit mask of the shown periods they were active in). A distinct id that is its own
     person is one summary row: every such summarised id (+1), minus the changed ones among them (-1, a
@@ -74,7 +85,8 @@ def summary_sql(period_type: str, periods: int) -> str:
     changed = f"user_id IN ({CHANGED_USERS})"
     return f"""
         SELECT cohort, sum(n) AS users,
-               sumForEach(arrayMap(k -> bitTest(mask, cohort + k) * n, range({periods} - cohort)))
+               sumForEach(arrayMap(k -> toUInt64({retained_sql("mask", "cohort + k", cumulative)}) * n,
+                                   range({periods} - cohort)))
         FROM (
             SELECT cohort, mask, sum(sign) AS n
             FROM (
@@ -140,24 +152,78 @@ def merged_person_days_sql() -> str:
         GROUP BY person"""
 
 
-def scan_sql(period_type: str, periods: int, is_start: str, is_return: str, event_filter: str) -> str:
-    """Cohort rows from one scan of the events grouped by user: `active` has bit i set when the user
-    returned in shown period i."""
+def scan_sql(
+    period_type: str,
+    periods: int,
+    is_start: str,
+    is_return: str,
+    event_filter: str,
+    *,
+    first_time: bool = False,
+    cumulative: bool = False,
+    breakdown: str | None = None,
+) -> str:
+    """Cohort rows from one scan of the events grouped by person: `active` has bit i set when the
+    person returned in shown period i (first_time: their cohort's bit too, the start counts). With a
+    breakdown, rows per (value on the cohort-starting event, cohort): see breakdown_sql."""
     index = PERIOD_INDEX[period_type]
-    return f"""
-        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, "bitTest(active, cohort + k)")})
-        FROM (
+    mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
+    retained = "bitTest(active, cohort + k)" if mask == "active" and not cumulative else None
+    counts = counts_sql(periods, retained or retained_sql(mask, "cohort + k", cumulative))
+    value = f", {first_value('timestamp')}" if breakdown else ""
+    key = start_key(breakdown)
+    people = f"""
             SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
-                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
-            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start,
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
+            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start{key},
                          {index.format(t="timestamp")} AS period,
                          {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
                   FROM {EVENTS_TABLE} FINAL
                   WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
             GROUP BY person
-            HAVING countIf(is_start) > 0 AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}})
+            HAVING countIf(is_start) > 0
+               AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}}"""
+    if breakdown:
+        return breakdown_sql(people, counts)
+    return f"""
+        SELECT cohort, count() AS users, sumForEach({counts})
+        FROM ({people})
         GROUP BY cohort
         ORDER BY cohort"""
+
+
+def start_key(breakdown: str | None) -> str:
+    """The breakdown bucket `bk` and the order among simultaneous events `tie` of a row, read for start
+    events only (the others' JSON is not parsed)."""
+    if breakdown is None:
+        return ""
+    return f", if(is_start, {breakdown}, {NO_KEY}) AS bk, {TIE_KEY} AS tie"
+
+
+def first_value(at: str) -> str:
+    """The person's cohort-starting event's bucket: their first start event (`at`: its time), among
+    simultaneous ones the one received first (README, Definitions: "Order and ties")."""
+    return f"argMinIf(bk, ({at}, tie), is_start) AS bk"
+
+
+def breakdown_sql(people: str, counts: str) -> str:
+    """(bucket, value, cohort, users, [returning at k]): the values with the most persons in the shown
+    cohorts are buckets 1-10 (ties by the bucket's order), the rest 11; bucket 0 is every person."""
+    return f"""
+        SELECT if(grouping(bucket) = 1, 0, bucket) AS bucket_id, argMin(bk, rank),
+               cohort, sum(users), sumForEach(returning)
+        FROM (
+            SELECT least(rank, {TOP_VALUES + 1}) AS bucket, rank, bk, cohort, users, returning
+            FROM (
+                SELECT *, dense_rank() OVER (ORDER BY persons DESC, bk) AS rank
+                FROM (
+                    SELECT bk, cohort, count() AS users,
+                           sumForEach({counts}) AS returning,
+                           sum(count()) OVER (PARTITION BY bk) AS persons
+                    FROM ({people})
+                    GROUP BY bk, cohort)))
+        GROUP BY GROUPING SETS ((bucket, cohort), (cohort))
+        ORDER BY bucket_id, cohort"""
 
 
 def event_condition(event: str | None, name: str, params: dict[str, Any]) -> str:
@@ -176,23 +242,38 @@ LOCAL_PERIOD = {
 
 
 def local_scan_sql(
-    period_type: str, periods: int, is_start: str, is_return: str, event_filter: str, local_day: str
+    period_type: str,
+    periods: int,
+    is_start: str,
+    is_return: str,
+    event_filter: str,
+    local_day: str,
+    *,
+    first_time: bool = False,
+    cumulative: bool = False,
+    breakdown: str | None = None,
 ) -> str:
     """`scan_sql` in a time zone: periods of the local day (`local_day`, SQL over `timestamp`). Local
     dates never go back as time goes on, so the first start event's day is the smallest one."""
     index = LOCAL_PERIOD[period_type]
-    return f"""
-        SELECT cohort, count() AS users, sumForEach({counts_sql(periods, "bitTest(active, cohort + k)")})
-        FROM (
+    mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
+    counts = counts_sql(periods, retained_sql(mask, "cohort + k", cumulative))
+    value = f", {first_value('timestamp')}" if breakdown else ""
+    people = f"""
             SELECT {index.format(d="minIf(day, is_start)")} AS cohort,
-                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active
-            FROM (SELECT {PERSON} AS person, {local_day} AS day, {is_start} AS is_start,
-                         {index.format(d="day")} AS period,
+                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
+            FROM (SELECT {PERSON} AS person, timestamp, {local_day} AS day, {is_start} AS is_start,
+                         {index.format(d="day")} AS period{start_key(breakdown)},
                          {is_return} AND day >= {{first_day:Int32}} AS returned
                   FROM {EVENTS_TABLE} FINAL
                   WHERE timestamp < {{tz_to:DateTime64(3, 'UTC')}} AND day <= {{last_day:Int32}}
                     AND {event_filter})
             GROUP BY person
-            HAVING countIf(is_start) > 0 AND minIf(day, is_start) >= {{first_day:Int32}})
+            HAVING countIf(is_start) > 0 AND minIf(day, is_start) >= {{first_day:Int32}}"""
+    if breakdown:
+        return breakdown_sql(people, counts)
+    return f"""
+        SELECT cohort, count() AS users, sumForEach({counts})
+        FROM ({people})
         GROUP BY cohort
         ORDER BY cohort"""

@@ -1,170 +1,121 @@
-"""Funnel runner: `build(request) -> (sql, params)` and `parse(rows, request) -> FunnelResponse`.
+"""Funnel runner: `build(request) -> (sql, params)` and `parse(rows, request) -> FunnelResponse` for the
+steps view; the other views (funnel_views) and the persons list (funnel_persons) use the same units.
 
-A user reaches step k when their events inside the date range hold a chain step 1 -> ... -> step k
-within `window_seconds` of the chain's step-1 event (the exact rule per mode is in funnel_sql).
-count_k counts users reaching step k; each event_id counts once (the table is read with FINAL).
+A unit (a person, or with `counting: totals` each step-1 event) reaches step k when it has a chain
+step 1 -> ... -> step k by the mode's rule (README "Funnels"). count_k counts units reaching step k;
+each event_id counts once (the table is read with FINAL). The plain funnel is answered by
+funnel_sql, everything else by the general search in funnel_chains; both give per unit its level,
+the times of its conversion chain and its bucket's value.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Annotated, Any, Literal
+from fractions import Fraction
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-
-from services.query import funnel_sql
-from services.query.filters import Breakdown, PropertyFilter
-from services.query.rounding import percentage
-from services.query.timezones import LocalRange, TimeZoneName, Zone
+from services.query import funnel_views
+from services.query.funnel_models import (
+    BreakdownFunnel,
+    Funnel,
+    FunnelRequest,
+    FunnelResponse,
+    FunnelStep,
+    FunnelTrendsResponse,
+    TimeToConvertResponse,
+)
+from services.query.funnel_sql import TOP_BREAKDOWN_VALUES, buckets_sql
+from services.query.funnel_units import entry_unit, units_sql
+from services.query.rounding import percentage, seconds
 from shared.clickhouse import ClickHouse
-from shared.contracts.dates import DateRange, Day
-from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
 from shared.contracts.property_types import bucket_value
 from shared.contracts.storage import FINAL_SETTINGS
 
-DEFAULT_WINDOW_SECONDS = 14 * 24 * 3600
-MAX_WINDOW_SECONDS = 366 * 24 * 3600
-EventName = Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
-Filters = Annotated[list[PropertyFilter], Field(max_length=20)]
-
-
-class StepSpec(BaseModel):
-    """A step with property filters: `{"event": name, "filters": [...]}`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    event: EventName
-    filters: Filters = []
-
-
-def spec_of(step: Any) -> Any:
-    """A bare event name is shorthand for a step without filters."""
-    return {"event": step, "filters": []} if isinstance(step, str) else step
-
-
-Step = Annotated[StepSpec, BeforeValidator(spec_of, json_schema_input_type=EventName | StepSpec)]
-
-
-class FunnelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    steps: list[Step] = Field(min_length=2, max_length=20, description="Event names or {event, filters}")
-    start_date: Day
-    end_date: Day
-    window_seconds: int = Field(DEFAULT_WINDOW_SECONDS, ge=1, le=MAX_WINDOW_SECONDS)
-    mode: Literal["ordered", "strict", "unordered"] = "ordered"
-    breakdown: Breakdown | None = Field(
-        None, description='A property of the first step-1 event ("plan") or of its person ("person.plan")'
-    )
-    filters: Filters = Field([], description="Applied to the events of every step")
-    timezone: TimeZoneName = "UTC"
-
-    @model_validator(mode="after")
-    def _unordered_fits(self) -> FunnelRequest:
-        if self.mode == "unordered":
-            for event in {s.event for s in self.steps}:
-                variants = {str(s.filters) for s in self.steps if s.event == event}
-                if len(variants) > funnel_sql.MAX_UNORDERED_CLASSES_PER_EVENT:
-                    raise ValueError(
-                        f"mode unordered: at most {funnel_sql.MAX_UNORDERED_CLASSES_PER_EVENT} steps with "
-                        f"different filters may name one event ({event!r} has {len(variants)})"
-                    )
-        return self
-
-    @property
-    def period(self) -> DateRange:
-        return DateRange(self.start_date, self.end_date)
-
-
-class FunnelStep(BaseModel):
-    step: str
-    count: int
-    conversion_rate: float = Field(description="count / count of step 1 x 100, 2 decimals")
-    drop_off: int = Field(description="count of the previous step - count (0 for step 1)")
-
-
-class Funnel(BaseModel):
-    funnel: list[FunnelStep]
-    total_entries: int
-    overall_conversion: float
-
-
-class BreakdownFunnel(Funnel):
-    value: str | float | int | bool | None = Field(
-        description="The property's value on the user's first step-1 event as typed JSON; null when missing, "
-        "null, an object or an array; 'Other' for the merged bucket"
-    )
-    other: bool = Field(False, description="True for the bucket that merges every value beyond the top 10")
-
-
-class FunnelResponse(Funnel):
-    breakdown: list[BreakdownFunnel] | None = Field(
-        None, description="With `breakdown`: one funnel per top-10 value by entries, then 'Other'"
-    )
+__all__ = ["FunnelRequest", "FunnelResponse", "build", "parse", "run_funnel"]
+AnyFunnelResponse = FunnelResponse | TimeToConvertResponse | FunnelTrendsResponse
+Stats = tuple[
+    list[int], list[int], list[int], list[int]
+]  # per level, then per step: sums, low and high medians
 
 
 def build(request: FunnelRequest) -> tuple[str, dict[str, Any]]:
-    """The funnel query: rows (bucket, missing, value, level, users) for users with level >= 1."""
+    """The steps view: rows (bucket, value, per-level counts, time sums, low and high median times) for
+    the total (bucket 0) and each breakdown bucket."""
     params: dict[str, Any] = dict(request.period.parameters())
-    window_ms = request.window_seconds * 1000
-    params.update(window=window_ms, window_scaled=window_ms * 32)
-    steps = [(s.event, s.filters) for s in request.steps]
-    in_range = funnel_sql.RANGE_FILTER
-    if request.timezone != "UTC":  # the range's days are the zone's (timezones.py)
-        local = LocalRange(Zone(request.timezone), request.start_date, request.end_date)
-        params.update(local.parameters())
-        in_range = local.in_range_sql()
-    rows = funnel_sql.matching_rows_sql(steps, request.filters, request.breakdown, params, in_range)
-    breakdown = request.breakdown is not None
-    if request.mode == "ordered" and len({event for event, _ in steps}) == len(steps):
-        levels = funnel_sql.ordered_levels_sql(rows, len(steps), breakdown, one_step_per_row=True)
-    elif request.mode == "unordered":
-        params["hall_tests"], params["hall_levels"] = funnel_sql.hall_tests(steps)
-        levels = funnel_sql.unordered_levels_sql(rows, len(steps), breakdown)
-    else:
-        levels = funnel_sql.LEVELS_SQL[request.mode](rows, len(steps), breakdown)
-    return funnel_sql.buckets_sql(levels), params
+    by_value = request.breakdown is not None and request.breakdown_attribution == "all_events"
+    units = units_sql(request, params, "value" if by_value else entry_unit(request))
+    listed = f"SELECT bk, level, times, listed FROM ({units}) WHERE level > 0"
+    return buckets_sql(listed, len(request.steps)), params
 
 
 def parse(rows: list[tuple[Any, ...]], request: FunnelRequest) -> FunnelResponse:
-    """Turn per-(bucket, level) user counts into the funnel, and the breakdown when asked for."""
+    """The funnel from the total row, and one per bucket when there is a breakdown."""
     names = [s.event for s in request.steps]
-    per_bucket: dict[int, list[int]] = defaultdict(lambda: [0] * (len(names) + 1))
-    labels: dict[int, str | float | int | bool | None] = {}
-    for bucket, value, level, users in rows:
-        per_bucket[int(bucket)][int(level)] += int(users)
-        labels[int(bucket)] = bucket_value(*value)
-    total = [sum(levels[k] for levels in per_bucket.values()) for k in range(len(names) + 1)]
-    response = FunnelResponse(**funnel_of(names, total).model_dump())
+    buckets = {int(row[0]): row for row in rows}
+    total = buckets.get(0)
+    response = FunnelResponse(**funnel_of(names, stats_of(total)).model_dump())
     if request.breakdown is not None:
         response.breakdown = [
             BreakdownFunnel(
-                **funnel_of(names, per_bucket[b]).model_dump(),
-                value="Other" if b > funnel_sql.TOP_BREAKDOWN_VALUES else labels[b],
-                other=b > funnel_sql.TOP_BREAKDOWN_VALUES,
+                **funnel_of(names, stats_of(row)).model_dump(),
+                value="Other" if b == TOP_BREAKDOWN_VALUES + 1 else bucket_value(*row[1]),
+                other=b == TOP_BREAKDOWN_VALUES + 1,
             )
-            for b in sorted(per_bucket)
+            for b, row in sorted(buckets.items())
+            if 1 <= b <= TOP_BREAKDOWN_VALUES + 1
         ]
     return response
 
 
-def funnel_of(names: list[str], users_at_level: list[int]) -> Funnel:
-    """Steps from the number of users whose highest level is exactly k (index k)."""
-    counts = [sum(users_at_level[k:]) for k in range(1, len(names) + 1)]
-    steps = [
-        FunnelStep(
-            step=name,
-            count=count,
-            conversion_rate=percentage(count, counts[0]),
-            drop_off=0 if k == 0 else counts[k - 1] - count,
+def stats_of(row: tuple[Any, ...] | None) -> Stats:
+    """The per-level counts, time sums and medians of one bucket's row (nothing for no row)."""
+    if row is None:
+        return [], [], [], []
+    levels, sums, lows, highs = ([int(x) for x in column] for column in row[2:6])
+    return levels, sums, lows, highs
+
+
+def funnel_of(names: list[str], stats: Stats) -> Funnel:
+    """Steps from the units at each level (index k: level k + 1) and the times to each next step."""
+    levels, sums, lows, highs = stats
+    levels = levels + [0] * (len(names) - len(levels))
+    counts = [sum(levels[k:]) for k in range(len(names))]
+    steps = []
+    for k, (name, count) in enumerate(zip(names, counts, strict=True)):
+        average = median = None
+        if k > 0 and count > 0 and k - 1 < len(sums):
+            average = seconds(Fraction(sums[k - 1], count))
+            median = seconds(Fraction(lows[k - 1] + highs[k - 1], 2))
+        steps.append(
+            FunnelStep(
+                step=name,
+                count=count,
+                conversion_rate=percentage(count, counts[0]),
+                drop_off=0 if k == 0 else counts[k - 1] - count,
+                average_conversion_seconds=average,
+                median_conversion_seconds=median,
+            )
         )
-        for k, (name, count) in enumerate(zip(names, counts, strict=True))
-    ]
     return Funnel(funnel=steps, total_entries=counts[0], overall_conversion=percentage(counts[-1], counts[0]))
 
 
-async def run_funnel(clickhouse: ClickHouse, request: FunnelRequest, timeout: float) -> FunnelResponse:
-    """Build, execute (FINAL, with the timeout) and parse one funnel."""
+async def run_steps(clickhouse: ClickHouse, request: FunnelRequest, timeout: float) -> FunnelResponse:
     sql, params = build(request)
     rows = await clickhouse.query(sql, params, settings=FINAL_SETTINGS, timeout=timeout)
-    return parse(rows, request)
+    response = parse(rows, request)
+    if request.breakdown is not None and request.breakdown_attribution == "all_events":
+        # a person counts under each of their values, but once in the total: a second query by person
+        whole = request.model_copy(update={"breakdown": None, "breakdown_attribution": "first_touch"})
+        sql, params = build(whole)
+        total = parse(await clickhouse.query(sql, params, settings=FINAL_SETTINGS, timeout=timeout), whole)
+        response = total.model_copy(update={"breakdown": response.breakdown})
+    return response
+
+
+async def run_funnel(clickhouse: ClickHouse, request: FunnelRequest, timeout: float) -> AnyFunnelResponse:
+    """Check, build, execute (FINAL, with the timeout) and parse one funnel in the requested view."""
+    request.check()
+    if request.view == "time_to_convert":
+        return await funnel_views.run_time_to_convert(clickhouse, request, timeout)
+    if request.view == "trends":
+        return await funnel_views.run_trends(clickhouse, request, timeout)
+    return await run_steps(clickhouse, request, timeout)

@@ -1,49 +1,50 @@
-"""The SQL behind a funnel: matching rows, one level per user for each mode, and the breakdown buckets.
+"""The SQL behind the plain funnel (ordered, a fixed window, persons, first-touch breakdown or none), and
+the steps view's buckets that every funnel shares.
 
-Every user's events inside the range are reduced to the steps each event matches (a bit mask). Events
-sharing one millisecond form a *moment*; a chain needs strictly increasing timestamps, so one event
-(or one moment) never counts as two steps. Per mode, a user's level is the highest k they reach:
+Every person's events inside the range are reduced to the steps each event matches (a bit mask). A
+chain needs strictly increasing timestamps, so one event (or two events of one millisecond) never
+counts as two steps. Per person: the level (the highest step reached) and the *conversion chain*, the
+chain the times are measured on (README): of the chains reaching the level, the one reaching it
+first; of those, the one with the latest step-1 event; its other steps as early as possible.
 
-* ordered: moments r1 < ... < rk with step j in mask(rj) and ts(rk) - ts(r1) <= window. windowFunnel
-  computes this when every (event, step) pair is its own row and, inside one millisecond, higher steps
-  sort first: the key is ts * 32 + (31 - step) and the window is scaled by 32. Plain windowFunnel would
-  let one event be two steps (or chain two events of the same millisecond); `strict_increase` fixes
-  that but misses chains like a@0 b@1 b@5 c@5 (it keeps only the latest b).
-* strict: as ordered, and the chain's moments are consecutive among the user's matching moments (no
-  event matching any step in between). windowFunnel's `strict_order` is not this rule (for a@0 b@1 b@2
-  c@3 it answers 3), so the chain is checked on the user's sorted moments.
-* unordered: some window [s, s + window] holds k different events matching steps 1..k, one each, in any
-  order (one event never satisfies two steps, as in the other modes). Whether steps 1..k can each get
-  their own event is Hall's condition: for every set S of those steps, the window holds at least |S|
-  events matching some step of S. Steps of different event names never share an event, and steps
-  with the same name and filters are interchangeable, so only the unions of filter classes within
-  one event name need checking (`hall_tests`); a window function counts, for every start s, the
-  events in [s, s + window] matching each such union.
+* The level comes from windowFunnel, which computes it when every (event, step) pair is its own row
+  and, inside one millisecond, higher steps sort first: the key is ts * 32 + (31 - step) and the window
+  is scaled by 32. Plain windowFunnel would let one event be two steps (or chain two events of the same
+  millisecond); `strict_increase` fixes that but misses chains like a@0 b@1 b@5 c@5.
+* A person with at most one row per step (most persons of most funnels) has one possible chain: its
+  times are the per-step minimums, no search needed. Any other person's conversion chain comes from
+  one pass over their sorted keys (`conversion_chain_fold`): per level the latest start of a chain
+  reaching it and that chain (steps as early as possible); the first time a level is reached, its
+  chain becomes the conversion chain. The fold runs on an empty array for the other persons.
+  Every other request (exclusions, hold_constant, other modes, month windows, totals, trends,
+  attribution rules) is answered by the general search in funnel_chains.py.
 
-The breakdown value is the user's first step-1 event's; among simultaneous ones (README, Definitions:
+The breakdown value is the person's first step-1 event's; among simultaneous ones (README, Definitions:
 "Order and ties") the one received first, then the smaller event_id as text (the `tie` column).
+`hall_tests` serves the unordered search (funnel_chains): whether steps 1..k can each get their own
+event is Hall's condition, checked only on the unions of filter classes within one event name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
-from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, bucket_sql
-from shared.contracts.property_types import BUCKET_NONE
-from shared.contracts.storage import EVENTS_TABLE, PERSON, RANGE_FILTER
+from services.query.filters import PropertyFilter, all_filters_sql
+from services.query.funnel_models import FunnelRequest
+from services.query.funnel_windows import range_sql
+from services.query.properties import NO_KEY, key_sql
+from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 10
-# An unordered funnel checks every union of filter classes sharing an event name: 2^n - 1 of them.
-MAX_UNORDERED_CLASSES_PER_EVENT = 10
-NO_BREAKDOWN_KEY = f"(toUInt8({BUCKET_NONE}), toFloat64(0), '')"
+NO_BREAKDOWN_KEY = NO_KEY
 # Among simultaneous events the one received first, then the smaller event_id (as text) is earlier.
 TIE_KEY = "(toUnixTimestamp64Milli(received_at), toString(event_id))"
 NO_TIE_KEY = "(toInt64(0), '')"
+Steps = list[tuple[str, list[PropertyFilter]]]
 
 
-def step_mask_sql(steps: list[tuple[str, list[PropertyFilter]]], params: dict[str, Any]) -> str:
+def step_mask_sql(steps: Steps, params: dict[str, Any]) -> str:
     """A UInt32 whose bit j-1 says the row matches step j (event name and the step's filters)."""
     terms = []
     for i, (event, filters) in enumerate(steps):
@@ -54,18 +55,19 @@ def step_mask_sql(steps: list[tuple[str, list[PropertyFilter]]], params: dict[st
 
 
 def matching_rows_sql(
-    steps: list[tuple[str, list[PropertyFilter]]],
+    steps: Steps,
     global_filters: list[PropertyFilter],
-    breakdown: PropertyRef | None,
+    breakdown: str | None,
     params: dict[str, Any],
-    in_range: str = RANGE_FILTER,
+    in_range: str,
 ) -> str:
     """One row per deduplicated event in the range (`in_range`: UTC days, or a zone's) that matches at
-    least one step, with its mask, breakdown bucket `bk` and `tie` (the order among simultaneous events)."""
+    least one step, with its mask, breakdown bucket `bk` on step-1 rows (`breakdown`: its SQL, whose
+    parameters the caller set) and `tie` (the order among simultaneous events)."""
     params["events"] = sorted({event for event, _ in steps})
-    key, tie = NO_BREAKDOWN_KEY, NO_TIE_KEY
-    if breakdown is not None:
-        key, tie = bucket_sql(breakdown, "breakdown", params), TIE_KEY
+    # only step-1 rows' values are read (first touch): the others' JSON is not parsed
+    key = NO_BREAKDOWN_KEY if breakdown is None else f"if(bitTest(mask, 0), {breakdown}, {NO_BREAKDOWN_KEY})"
+    tie = NO_TIE_KEY if breakdown is None else TIE_KEY
     return f"""
         SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
                {step_mask_sql(steps, params)} AS mask, {key} AS bk, {tie} AS tie
@@ -75,41 +77,78 @@ def matching_rows_sql(
 
 
 def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "bk", tie: str = "tie") -> str:
-    """The breakdown bucket of the user's earliest step-1 event (ties: `tie`)."""
+    """The breakdown bucket of the person's earliest step-1 event (ties: `tie`)."""
     return f"argMinIf({key}, ({ts}, {tie}), {is_first_step})" if breakdown else NO_BREAKDOWN_KEY
 
 
-def ordered_levels_sql(rows: str, steps: int, breakdown: bool, one_step_per_row: bool = False) -> str:
-    """person, level, bk for `ordered` (windowFunnel on (event, step) rows, see the module doc). When
-    the steps name distinct events a row matches one step at most: its mask's only bit gives the step,
-    without an arrayJoin (a measurable share of the funnel: docs/performance.md)."""
+def conversion_chain_fold(steps: int, keys: str) -> str:
+    """The conversion chain (its step times) of a plain ordered funnel, from `keys` (ts * 32 + 31 -
+    step, sorted). State: per level the latest start + 1 of a chain reaching it (0: none) and that
+    chain, the highest level reached, and the chain that first reached it. A step-j key extends the
+    level-(j-1) chain when it fits that chain's window and the chain starts later than the current
+    level-j one (a later start has more room and, on a tie, is the conversion chain)."""
+    extend = """((intDiv(k, 32) AS t, 31 - k % 32 AS j, if(j = 1, t + 1, acc.1[j - 1]) AS start,
+                  j = 1 OR (start > 0 AND t + 1 <= start + {window:UInt64} AND start > acc.1[j]) AS fits,
+                  if(j = 1, [t], arrayPushBack(acc.2[j - 1], t)) AS chain).1,
+                 if(fits, (arrayMap((s, i) -> if(i = j, start, s), acc.1, arrayEnumerate(acc.1)),
+                           arrayMap((c, i) -> if(i = j, chain, c), acc.2, arrayEnumerate(acc.2)),
+                           greatest(acc.3, toUInt8(j)), if(j > acc.3, chain, acc.4)), acc)).2"""
+    start = (
+        f"(arrayResize(emptyArrayUInt64(), {steps}), arrayResize([emptyArrayUInt64()], {steps}), "
+        "toUInt8(0), emptyArrayUInt64())"
+    )
+    return f"arrayFold((acc, k) -> {extend}, {keys}, {start}).4"
+
+
+def plain_units_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
+    """person, level, times, bk, listed of the plain funnel (`is_plain`)."""
+    steps = [(s.event, s.filters) for s in request.steps]
+    params.update(window=request.window_ms, window_scaled=request.window_ms * 32)
+    key = None
+    if request.breakdown is not None:
+        params["breakdown"] = request.breakdown.property
+        key = key_sql("breakdown", request.breakdown)
+    rows = matching_rows_sql(steps, request.filters, key, params, range_sql(request, params))
+    one_step_per_row = len({event for event, _ in steps}) == len(steps)
+    return plain_ordered_units_sql(rows, len(steps), key is not None, one_step_per_row)
+
+
+def is_plain(request: FunnelRequest) -> bool:
+    """Answered here rather than by the general search (funnel_chains)."""
+    return (
+        request.mode == "ordered"
+        and not request.exclusions
+        and not request.hold_constant
+        and request.window_months is None
+        and request.counting == "persons"
+        and request.breakdown_attribution == "first_touch"
+    )
+
+
+def plain_ordered_units_sql(rows: str, steps: int, breakdown: bool, one_step_per_row: bool) -> str:
+    """person, level, times (the conversion chain's step times, `level` of them), bk, listed: see the
+    module doc. When the steps name distinct events a row matches one step at most: its mask's only bit gives
+    the step, without an arrayJoin (a measurable share of the funnel: docs/performance.md)."""
     conditions = ", ".join(f"step = {j}" for j in range(1, steps + 1))
     step = "bitCount(mask - 1) + 1"
     if not one_step_per_row:
         step = f"arrayJoin(arrayFilter(j -> bitTest(mask, j - 1), range(1, {steps + 1})))"
+    firsts = ", ".join(f"minIf(ts, step = {j})" for j in range(1, steps + 1))
+    single = " AND ".join(f"countIf(step = {j}) <= 1" for j in range(1, steps + 1))
+    keys = "if(single, emptyArrayUInt64(), keys)"
     return f"""
-        SELECT person,
-               windowFunnel({{window_scaled:UInt64}})(toUInt64(ts * 32 + 31 - step), {conditions}) AS level,
-               {first_key(breakdown, "step = 1")} AS bk
-        FROM (SELECT person, ts, bk, tie, {step} AS step FROM ({rows}))
-        GROUP BY person"""
-
-
-def strict_levels_sql(rows: str, steps: int, breakdown: bool) -> str:
-    """person, level, bk for `strict`: the longest run of consecutive moments that are steps 1, 2, ..."""
-    is_step_j = "bitTest(m[i + j - 1].2, j - 1) AND m[i + j - 1].1 <= m[i].1 + {window:UInt64}"
-    run_from_i = f"arrayFirstIndex(j -> NOT ({is_step_j}), range(1, {steps + 2})) - 1"
-    moment_key = "argMinIf(bk, tie, bitTest(mask, 0))" if breakdown else NO_BREAKDOWN_KEY
-    moment_tie = "minIf(tie, bitTest(mask, 0))" if breakdown else NO_TIE_KEY
-    first = first_key(breakdown, "bitTest(moment_mask, 0)", key="moment_bk", tie="moment_tie")
-    return f"""
-        SELECT person, arrayMax(i -> {run_from_i}, arrayEnumerate(m)) AS level, bk
+        SELECT person, level, if(single, arraySlice(firsts, 1, level), {conversion_chain_fold(steps, keys)})
+                   AS times, bk, toUInt8(1) AS listed
         FROM (
-            SELECT person, arraySort(groupArray((ts, moment_mask))) AS m, {first} AS bk
-            FROM (SELECT person, ts, groupBitOr(mask) AS moment_mask, {moment_key} AS moment_bk,
-                         {moment_tie} AS moment_tie
-                  FROM ({rows}) GROUP BY person, ts)
-            GROUP BY person)"""
+            SELECT person,
+                   windowFunnel({{window_scaled:UInt64}})(toUInt64(ts * 32 + 31 - step), {conditions})
+                       AS level,
+                   [{firsts}] AS firsts, {single} AS single,
+                   arraySort(groupArray(toUInt64(ts * 32 + 31 - step))) AS keys,
+                   {first_key(breakdown, "step = 1")} AS bk
+            FROM (SELECT person, ts, bk, tie, {step} AS step FROM ({rows}))
+            GROUP BY person)
+        WHERE level > 0"""
 
 
 def hall_tests(steps: list[tuple[str, list[PropertyFilter]]]) -> tuple[list[int], list[list[int]]]:
@@ -137,43 +176,31 @@ def hall_tests(steps: list[tuple[str, list[PropertyFilter]]]) -> tuple[list[int]
     return list(tests), per_level
 
 
-def unordered_levels_sql(rows: str, steps: int, breakdown: bool) -> str:
-    """person, level, bk for `unordered`: the best window start s over the person's rows. Needs the
-    parameters `hall_tests` and `hall_levels` (from `hall_tests`)."""
-    counts = (
-        "sumForEach(arrayMap(t -> toUInt32(bitAnd(mask, t) != 0), {hall_tests:Array(UInt32)})) OVER "
-        "(PARTITION BY person ORDER BY ts RANGE BETWEEN CURRENT ROW AND {window:UInt64} FOLLOWING)"
-    )
-    holds = (
-        "arrayAll(i -> counts[i] >= bitCount({hall_tests:Array(UInt32)}[i]), "
-        "{hall_levels:Array(Array(UInt32))}[k])"
-    )
-    failed = f"arrayFirstIndex(k -> NOT {holds}, range(1, {steps + 1}))"
+def durations_sql(times: str = "times") -> str:
+    """The times from each step to the next along a conversion chain (`times` holds its steps')."""
+    return f"arrayMap((a, b) -> b - a, arrayPopBack({times}), arrayPopFront({times}))"
+
+
+def buckets_sql(units: str, steps: int) -> str:
+    """Per bucket, and for all units (bucket 0): (bucket, value, [units at level 1..n], [sum of the
+    times from step j to j+1], [their lower medians], [upper medians]) from `units` (bk, level, times,
+    listed; level > 0). `value` is the breakdown bucket (kind, number, text). The top listed values by
+    entries are buckets 1-10 (ties in entries by the bucket's order), the rest 11; units in no bucket
+    (listed = 0) are 12 and only counted in the total. Median states are merged."""
+    levels = f"arrayMap(k -> toUInt64(level = k), range(1, {steps + 1}))"
     return f"""
-        SELECT person, max(if(failed = 0, {steps}, failed - 1)) AS level,
-               {first_key(breakdown, "bitTest(mask, 0)")} AS bk
-        FROM (SELECT person, ts, mask, bk, tie, {failed} AS failed
-              FROM (SELECT person, ts, mask, bk, tie, {counts} AS counts FROM ({rows})))
-        GROUP BY person"""
-
-
-LEVELS_SQL: dict[str, Callable[[str, int, bool], str]] = {
-    "ordered": ordered_levels_sql,
-    "strict": strict_levels_sql,
-    "unordered": unordered_levels_sql,
-}
-
-
-def buckets_sql(levels: str) -> str:
-    """(bucket, value, level, users): the top values by entries are buckets 1-10, the rest 11; `value`
-    is the breakdown bucket (kind, number, text) and ties in entries go by its order."""
-    return f"""
-        SELECT least(rank, {TOP_BREAKDOWN_VALUES + 1}) AS bucket, argMin(bk, rank), level, sum(users)
+        SELECT if(listed, least(rank, {TOP_BREAKDOWN_VALUES + 1}), {TOP_BREAKDOWN_VALUES + 2}) AS bucket,
+               argMin(bk, rank), sumForEach(levels), sumForEach(total),
+               quantileExactLowForEachMerge(0.5)(low), quantileExactHighForEachMerge(0.5)(high)
         FROM (
-            SELECT bk, level, users, dense_rank() OVER (ORDER BY entries DESC, bk) AS rank
+            SELECT listed, bk, levels, total, low, high,
+                   dense_rank() OVER (ORDER BY listed DESC, entries DESC, bk) AS rank
             FROM (
-                SELECT bk, toUInt8(level) AS level, count() AS users,
-                       sum(count()) OVER (PARTITION BY bk) AS entries
-                FROM ({levels}) WHERE level > 0 GROUP BY bk, level))
-        GROUP BY bucket, level
-        ORDER BY bucket, level"""
+                SELECT listed, bk, count() AS entries,
+                       sumForEach({levels}) AS levels, sumForEach(took) AS total,
+                       quantileExactLowForEachState(0.5)(took) AS low,
+                       quantileExactHighForEachState(0.5)(took) AS high
+                FROM (SELECT listed, bk, level, {durations_sql()} AS took FROM ({units}))
+                GROUP BY listed, bk))
+        GROUP BY GROUPING SETS ((bucket), ())
+        ORDER BY bucket"""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from services.query.cohort import CohortRequest, CohortResponse, run_cohort
+from services.query.cohort import CohortBreakdownResponse, CohortRequest, CohortResponse, run_cohort
 from services.query.discovery import (
     EventsResponse,
     Listing,
@@ -18,7 +18,9 @@ from services.query.discovery import (
     list_properties,
     list_values,
 )
-from services.query.funnel import FunnelRequest, FunnelResponse, run_funnel
+from services.query.funnel import AnyFunnelResponse, run_funnel
+from services.query.funnel_models import FunnelPersonsRequest, FunnelPersonsResponse, FunnelRequest
+from services.query.funnel_persons import run_funnel_persons
 from services.query.settings import QuerySettings
 from services.query.stats import StatsResponse, basic_stats
 from services.query.trends import TrendsRequest, TrendsResponse, run_trends
@@ -52,18 +54,35 @@ def build_router(settings: QuerySettings) -> APIRouter:
         """Series of counts, persons or property maths per interval, broken down and compared."""
         return await run_trends(clickhouse, body.checked(settings.max_range_days), settings.timeout_seconds)
 
-    @router.post("/funnel", response_model=FunnelResponse, responses=QUERY_RESPONSES)
-    async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> FunnelResponse:
-        """Users reaching each step of a funnel in the date range, optionally broken down by a property."""
+    @router.post("/funnel", response_model=AnyFunnelResponse, responses=QUERY_RESPONSES)
+    async def funnel(clickhouse: ClickHouseDep, _: ReadKey, body: FunnelRequest) -> AnyFunnelResponse:
+        """Persons (or entries) reaching each step of a funnel in the date range, optionally broken down
+        by a property; or the time to convert, or conversion per entry period (`view`)."""
         DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
         return await run_funnel(clickhouse, body, settings.timeout_seconds)
 
-    @router.get("/cohort", response_model=CohortResponse, responses=QUERY_RESPONSES)
+    @router.post("/funnel/persons", response_model=FunnelPersonsResponse, responses=QUERY_RESPONSES)
+    async def funnel_persons(
+        clickhouse: ClickHouseDep, _: ReadKey, body: FunnelPersonsRequest
+    ) -> FunnelPersonsResponse:
+        """The persons who reached a funnel step, or dropped before it, a page at a time."""
+        DateRange.checked(body.start_date, body.end_date, max_days=settings.max_range_days, where="body")
+        return await run_funnel_persons(clickhouse, body, settings.timeout_seconds)
+
+    cohort_answer = CohortBreakdownResponse | CohortResponse
+
+    @router.get("/cohort", response_model=cohort_answer, responses=QUERY_RESPONSES)
     async def cohort(
         clickhouse: ClickHouseDep, _: ReadKey, query: Annotated[CohortRequest, Query()]
     ) -> CohortResponse:
-        """Retention of users grouped by the period of their first start_event."""
+        """Retention of persons grouped by the period of their first start_event (filters and a
+        breakdown object as JSON text)."""
         return await run_cohort(clickhouse, query, settings.timeout_seconds)
+
+    @router.post("/cohort", response_model=cohort_answer, responses=QUERY_RESPONSES)
+    async def cohort_body(clickhouse: ClickHouseDep, _: ReadKey, body: CohortRequest) -> CohortResponse:
+        """The same retention table with its fields in a JSON body."""
+        return await run_cohort(clickhouse, body, settings.timeout_seconds)
 
     @router.get("/events", response_model=EventsResponse, responses=QUERY_RESPONSES)
     async def events(

@@ -32,7 +32,9 @@ async def refresh(clickhouse: ClickHouse, resolver: Resolver, keys: Iterable[str
 
 
 async def refresh_chunk(clickhouse: ClickHouse, resolver: Resolver, keys: list[str]) -> int:
-    members = {key: sorted(resolver.members_of(key)) for key in keys}
+    # a key that a merge moved into another person has no members of its own any more (written
+    # empty): its ids count for their current key only (transform below takes an id's first owner)
+    members = {key: sorted(resolver.members_of(key)) if resolver.key_of(key) == key else [] for key in keys}
     ids = [distinct_id for ids in members.values() for distinct_id in ids]
     owners = [key for key, ids in members.items() for _ in ids]
     rows = await clickhouse.query(

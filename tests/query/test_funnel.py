@@ -22,6 +22,7 @@ from tests.reference import Event, at, ev, load
 
 DAY = "2023-01-01"
 T0 = at(f"{DAY} 00:00:00")
+NO_TIMES = {"average_conversion_seconds": None, "median_conversion_seconds": None}
 
 
 def t(seconds: float) -> Any:
@@ -56,9 +57,23 @@ async def test_counts_rates_and_drop_off(clickhouse: ClickHouse) -> None:
     answer = await ask(clickhouse, events, steps=steps, end_date="2023-01-31")
     assert answer == {
         "funnel": [
-            {"step": "signup", "count": 3, "conversion_rate": 100.0, "drop_off": 0},
-            {"step": "onboarding_completed", "count": 2, "conversion_rate": 66.67, "drop_off": 1},
-            {"step": "subscription_created", "count": 1, "conversion_rate": 33.33, "drop_off": 1},
+            {"step": "signup", "count": 3, "conversion_rate": 100.0, "drop_off": 0, **NO_TIMES},
+            {
+                "step": "onboarding_completed",
+                "count": 2,
+                "conversion_rate": 66.67,
+                "drop_off": 1,
+                "average_conversion_seconds": 45000.0,  # a day (u1) and an hour (u2)
+                "median_conversion_seconds": 45000.0,
+            },
+            {
+                "step": "subscription_created",
+                "count": 1,
+                "conversion_rate": 33.33,
+                "drop_off": 1,
+                "average_conversion_seconds": 86400.0,
+                "median_conversion_seconds": 86400.0,
+            },
         ],
         "total_entries": 3,
         "overall_conversion": 33.33,
@@ -70,7 +85,7 @@ async def test_nobody_entered_gives_zeros_not_errors(clickhouse: ClickHouse) -> 
     events = [ev("b", "u1", t(1))]
     await load(clickhouse, events)
     answer = await ask(clickhouse, events, steps=["a", "b"], breakdown="plan")
-    assert answer["funnel"][1] == {"step": "b", "count": 0, "conversion_rate": 0.0, "drop_off": 0}
+    assert answer["funnel"][1] == {"step": "b", "count": 0, "conversion_rate": 0.0, "drop_off": 0, **NO_TIMES}
     assert (answer["total_entries"], answer["overall_conversion"], answer["breakdown"]) == (0, 0.0, [])
 
 

@@ -41,6 +41,33 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"breakdown": ""}, "breakdown.property"),
     ({"timezone": "Europe/Nowhere"}, "timezone"),
     ({"window": 60}, "window"),
+    # issue 16: window units, exclusions, attribution, views
+    ({"window": {"value": 1, "unit": "day"}, "window_seconds": 60}, "window"),
+    ({"window": {"value": 1, "unit": "fortnight"}}, "window.unit"),
+    ({"window": {"value": 13, "unit": "month"}}, "window.value"),
+    ({"window": {"value": 367, "unit": "day"}}, "window.value"),
+    ({"exclusions": [{"event": "x", "from_step": 1, "to_step": 1}]}, "exclusions.0.from_step"),
+    ({"exclusions": [{"event": "x", "from_step": 0, "to_step": 2}]}, "exclusions.0.to_step"),
+    ({"exclusions": [{"event": "x", "from_step": -1, "to_step": 1}]}, "exclusions.0.from_step"),
+    ({"exclusions": [{"event": "b", "from_step": 0, "to_step": 1}]}, "exclusions.0.event"),
+    ({"exclusions": [{"event": "a", "from_step": 0, "to_step": 1}]}, "exclusions.0.event"),
+    ({"breakdown": "plan", "breakdown_attribution": "middle_touch"}, "breakdown_attribution"),
+    ({"breakdown": "plan", "breakdown_attribution": "step"}, "breakdown_attribution_step"),
+    (
+        {"breakdown": "plan", "breakdown_attribution": "step", "breakdown_attribution_step": 2},
+        "breakdown_attribution_step",
+    ),
+    ({"breakdown": {"property": "plan", "source": "session"}}, "breakdown.source"),
+    ({"hold_constant": [""]}, "hold_constant.0"),
+    ({"counting": "sessions"}, "counting"),
+    ({"counting": "totals", "mode": "unordered"}, "counting"),
+    ({"view": "pie"}, "view"),
+    ({"view": "time_to_convert", "bins": 0}, "bins"),
+    ({"view": "time_to_convert", "bins": 91}, "bins"),
+    ({"view": "time_to_convert", "from_step": 1, "to_step": 1}, "from_step"),
+    ({"view": "time_to_convert", "to_step": 2}, "to_step"),
+    ({"view": "trends", "breakdown": "plan"}, "breakdown"),
+    ({"view": "trends", "interval": "year"}, "interval"),
 ]
 
 
@@ -52,6 +79,49 @@ async def test_bad_funnel_bodies_are_422_naming_the_field(clickhouse: ClickHouse
             assert response.status_code == 422, (change, response.text)
             named = [".".join(str(p) for p in d["loc"][1:]) for d in response.json()["details"]]
             assert field in named, (change, response.json())
+
+
+BAD_PERSONS_BODIES: list[tuple[dict[str, Any], str]] = [
+    ({}, "step"),
+    ({"step": 2}, "step"),
+    ({"step": 0, "status": "dropped"}, "step"),
+    ({"step": 1, "status": "gone"}, "status"),
+    ({"step": 1, "limit": 0}, "limit"),
+    ({"step": 1, "limit": 1001}, "limit"),
+    ({"step": 1, "exclusions": [{"event": "a", "from_step": 0, "to_step": 1}]}, "exclusions.0.event"),
+]
+
+
+async def test_funnel_views_and_persons_over_http(clickhouse: ClickHouse) -> None:
+    events = [ev("a", "u1", f"{DAY} 10:00"), ev("b", "u1", f"{DAY} 10:01"), ev("a", "u2", f"{DAY} 11:00")]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "b"], "start_date": DAY, "end_date": DAY}
+    async with query_client(clickhouse) as client:
+        steps = (await client.post("/api/v1/analytics/funnel", json=body)).json()
+        assert [(s["count"], s["median_conversion_seconds"]) for s in steps["funnel"]] == [
+            (2, None),
+            (1, 60.0),
+        ]
+        ttc = (await client.post("/api/v1/analytics/funnel", json={**body, "view": "time_to_convert"})).json()
+        assert (ttc["view"], ttc["converted"], ttc["median_seconds"]) == ("time_to_convert", 1, 60.0)
+        trends = (await client.post("/api/v1/analytics/funnel", json={**body, "view": "trends"})).json()
+        assert trends["trends"] == [
+            {"period": DAY, "start": DAY, "entered": 2, "converted": 1, "conversion_rate": 50.0}
+        ]
+        persons = await client.post(
+            "/api/v1/analytics/funnel/persons", json={**body, "step": 1, "status": "dropped"}
+        )
+        assert persons.status_code == 200, persons.text
+        assert persons.json() == {"persons": [{"person_id": "u2", "distinct_id": "u2"}], "next_cursor": None}
+        for change, field in BAD_PERSONS_BODIES:
+            response = await client.post("/api/v1/analytics/funnel/persons", json={**body, **change})
+            assert response.status_code == 422, (change, response.text)
+            named = [".".join(str(p) for p in d["loc"][1:]) for d in response.json()["details"]]
+            assert field in named, (change, response.json())
+    async with query_client(clickhouse, INGEST_KEY) as client:
+        assert (
+            await client.post("/api/v1/analytics/funnel/persons", json={**body, "step": 1})
+        ).status_code == 403
 
 
 async def test_read_or_admin_key_required(clickhouse: ClickHouse) -> None:

@@ -78,10 +78,22 @@ ROUTES = [
         {"steps": ["a", "b"], "start_date": "2023-03-01", "end_date": "2023-03-02"},
     ),
     (
+        "POST",
+        "/api/v1/analytics/funnel/persons",
+        READ,
+        {"steps": ["a", "b"], "start_date": "2023-03-01", "end_date": "2023-03-02", "step": 1},
+    ),
+    (
         "GET",
         "/api/v1/analytics/cohort",
         READ,
         {"period_type": "weekly", "periods": 2, "end_date": "2023-03-01"},
+    ),
+    (
+        "POST",
+        "/api/v1/analytics/cohort",
+        READ,
+        {"period_type": "weekly", "periods": 2, "end_date": "2023-03-01", "retention_type": "first_time"},
     ),
     ("GET", "/api/v1/analytics/metrics", READ, None),
     (
