@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
 from deploy.processes import ServiceProcess
-from tests.browser import Browser, browser  # noqa: F401 - a fixture
+from tests.browser import DESKTOP, PHONE, Browser, browser  # noqa: F401 - a fixture
 from tests.support import INGEST_KEY, READ_KEY
 from tests.system.dashboard import (  # noqa: F401 - dashboard_system, seeded, persons and page are fixtures
     OTHER_READ_KEY,
@@ -137,7 +137,7 @@ def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
             for r in page.all("table.funnel-table tbody tr")
         ]
 
-    assert shown_steps() == [
+    assert [r[:4] for r in shown_steps()] == [
         [
             f"{k + 1}. {s['step']}",
             f"{s['count']:,}",
@@ -145,6 +145,9 @@ def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
             "–" if k == 0 else f"{s['drop_off']:,}",
         ]
         for k, s in enumerate(expected["funnel"])
+    ]
+    assert step_times(page) == [
+        (s["median_conversion_seconds"], s["average_conversion_seconds"]) for s in expected["funnel"]
     ]
     assert number(page.text(".overall-conversion")) == expected["overall_conversion"]
     buckets = [r.find_element("css selector", "th").text for r in page.all("table.breakdown-table tbody tr")]
@@ -159,9 +162,12 @@ def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
     page.css(".funnel-results button.csv").click()
     csv_file = page.wait(lambda: next(iter(tmp_path.glob("*.csv")), None), what="the CSV download")
     lines = page.wait(lambda: csv_file.read_text().splitlines(), what="the CSV's content")
-    assert lines[0] == "breakdown,step_number,step,users,conversion_rate,drop_off"
-    assert lines[1:4] == [
-        f"all,{k + 1},{s['step']},{s['count']},{s['conversion_rate']:g},{s['drop_off']}"
+    assert lines[0] == (
+        "breakdown,step_number,step,users,conversion_rate,drop_off,"
+        "median_conversion_seconds,average_conversion_seconds"
+    )
+    assert [line.split(",")[:6] for line in lines[1:4]] == [
+        ["all", str(k + 1), s["step"], str(s["count"]), f"{s['conversion_rate']:g}", str(s["drop_off"])]
         for k, s in enumerate(expected["funnel"])
     ]
 
@@ -173,6 +179,21 @@ def test_funnel_page_shows_the_apis_funnel_and_keeps_it_in_the_url(
     page.wait_for("table.funnel-table")
     assert [r[1] for r in shown_steps()] == [f"{s['count']:,}" for s in expected["funnel"]]
     no_failures(page, "funnel")
+
+
+def seconds_or_none(raw: str | None) -> float | None:
+    return None if raw in (None, "") else float(raw)
+
+
+def step_times(page: Browser) -> list[tuple[float | None, float | None]]:
+    """(median, average) seconds from the previous step, as the steps table holds them."""
+    return [
+        (
+            seconds_or_none(r.find_element("css selector", "td.median").get_attribute("data-value")),
+            seconds_or_none(r.find_element("css selector", "td.average").get_attribute("data-value")),
+        )
+        for r in page.all("table.funnel-table tbody tr")
+    ]
 
 
 def test_retention_page_shows_the_apis_cohorts(
@@ -660,3 +681,154 @@ def test_every_page_at_desktop_and_phone_width(
         ActionChains(page.driver).send_keys(Keys.TAB).perform()
         reached.append(page.run("return document.activeElement.textContent.trim()"))
     assert reached[0] == "Skip to content" and "Funnel" in reached and "30 days" in reached, reached
+
+
+def funnel_body(seed: Seed, steps: list[str], **options: Any) -> dict[str, Any]:
+    """The funnel request the page makes over its default 30 days (the browser's zone: UTC)."""
+    return {
+        "steps": steps,
+        "start_date": (seed.today - timedelta(days=29)).isoformat(),
+        "end_date": seed.today.isoformat(),
+        "timezone": "UTC",
+        **options,
+    }
+
+
+def shown_persons(page: Browser) -> list[str]:
+    return [li.get_attribute("data-person-id") for li in page.all(".step-persons-list .step-person")]
+
+
+def persons_at(system: ServiceProcess, body: dict[str, Any], step: int, status: str) -> list[str]:
+    """Every person the persons API lists at a step, through its cursor, 25 at a time as the page asks."""
+    found: list[str] = []
+    cursor = None
+    with api(system) as client:
+        while True:
+            page = {**body, "step": step, "status": status, "limit": 25, "cursor": cursor}
+            answer = client.post("/api/v1/analytics/funnel/persons", json=page).json()
+            found += [p["person_id"] for p in answer["persons"]]
+            cursor = answer["next_cursor"]
+            if cursor is None:
+                return found
+
+
+def test_funnel_window_unit_step_times_histogram_and_persons_match_the_api(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+) -> None:
+    go(page, dashboard_system, "/funnel?step=signup&step=view_item&step=purchase")
+    page.wait_for("table.funnel-table")
+    window = page.css("#funnel-window")  # a 3-hour window, from the form
+    window.clear()
+    window.send_keys("3")
+    Select(page.css("#funnel-window-unit")).select_by_value("hour")
+    page.css(".funnel-form button[type=submit]").click()
+    page.wait(lambda: "window=3h" in page.driver.current_url, what="the window in the URL")
+    page.wait(lambda: "3 hours" in page.text(".funnel-results .summary"), what="the 3-hour funnel")
+    page.wait_for(".time-results table.time-table")
+    steps = ["signup", "view_item", "purchase"]
+    body = funnel_body(seeded, steps, window={"value": 3, "unit": "hour"})
+    with api(dashboard_system) as client:
+        expected = client.post("/api/v1/analytics/funnel", json=body).json()
+        times = client.post("/api/v1/analytics/funnel", json={**body, "view": "time_to_convert"}).json()
+    assert [number(f.text) for f in page.all(".funnel-results .step-figures strong")] == [
+        s["count"] for s in expected["funnel"]
+    ]
+    assert step_times(page) == [
+        (s["median_conversion_seconds"], s["average_conversion_seconds"]) for s in expected["funnel"]
+    ]
+    # By hand: the seeded users sign up at 9:00, view at 10:00 and buy at 11:00 the same day.
+    assert [s["median_conversion_seconds"] for s in expected["funnel"]] == [None, 3600.0, 3600.0]
+    medians = [m.get_attribute("data-median") for m in page.all(".funnel-bars .step-time")]
+    assert medians == ["3600", "3600"]
+
+    shown_bins = [
+        (
+            int(r.find_element("css selector", "th").get_attribute("data-from")),
+            int(r.find_element("css selector", "th").get_attribute("data-to")),
+            int(r.find_element("css selector", "td").get_attribute("data-value")),
+        )
+        for r in page.all(".time-results table.time-table tbody tr")
+    ]
+    assert shown_bins == [(b["from_seconds"], b["to_seconds"], b["count"]) for b in times["bins"]]
+    assert len(shown_bins) == 20 and sum(c for *_, c in shown_bins) == times["converted"]
+    median = page.css(".time-results .time-median").get_attribute("data-value")
+    assert seconds_or_none(median) == times["median_seconds"]
+    page.wait_for(".time-results .time-chart canvas")
+
+    page.css(".funnel-bars li:nth-child(3) button.step-persons").send_keys(Keys.ENTER)  # by keyboard
+    page.wait(lambda: "Persons at step 3" in page.text(".step-persons .panel-title"), what="the persons")
+    page.wait(lambda: shown_persons(page), what="the converted persons")
+    converted = persons_at(dashboard_system, body, 2, "converted")
+    assert shown_persons(page) == converted
+    assert "user-0" in converted  # by hand: signed up, viewed and bought within the hour
+    link = page.css(".step-person[data-person-id='user-0'] a").get_attribute("href")
+    assert link.endswith("/persons?person=user-0")
+
+    page.css(".person-status [data-status=dropped]").click()
+    page.wait(
+        lambda: (
+            page.css(".person-status [data-status=dropped]").get_attribute("aria-pressed") == "true"
+            and shown_persons(page) == persons_at(dashboard_system, body, 2, "dropped")
+        ),
+        what="the dropped persons",
+    )
+    assert "user-1" in shown_persons(page)  # by hand: viewed, never bought
+    assert "user-0" not in shown_persons(page)
+
+    page.css(".funnel-bars li:nth-child(1) button.step-persons").click()  # everyone: two pages
+    everyone = persons_at(dashboard_system, body, 0, "converted")
+    assert len(everyone) > 25
+    page.wait(lambda: shown_persons(page) == everyone[:25], what="the first page of persons")
+    assert page.css(".person-status [data-status=dropped]").get_attribute("disabled") is not None
+    page.css("#step-persons-more").click()
+    page.wait(lambda: shown_persons(page) == everyone, what="the next page, through the cursor")
+    assert not page.css("#step-persons-more").is_displayed()
+    page.screenshot("funnel-persons-desktop")
+    page.resize(*PHONE, mobile=True)
+    page.screenshot("funnel-persons-phone")
+    assert page.run("return document.documentElement.scrollWidth <= window.innerWidth")
+    page.resize(*DESKTOP)
+    no_failures(page, "funnel options")
+
+
+def test_funnel_exclusion_from_the_form_matches_the_api_and_saves(
+    page: Browser, dashboard_system: ServiceProcess, seeded: Seed
+) -> None:
+    go(page, dashboard_system, "/funnel?step=signup&step=purchase")
+    page.wait_for("table.funnel-table")
+    page.css("#add-exclusion").click()
+    page.css(".exclusion-input .exclusion-event").send_keys("view_item")
+    assert Select(page.css(".exclusion-from")).first_selected_option.text == "step 1"
+    assert Select(page.css(".exclusion-to")).first_selected_option.text == "step 2"
+    page.css(".funnel-form button[type=submit]").click()
+    page.wait(lambda: "exclude=view_item%3A0%3A1" in page.driver.current_url, what="the exclusion in the URL")
+    page.wait(lambda: page.all(".funnel-results .summary .exclusion"), what="the excluded funnel")
+    page.wait_for("table.funnel-table")
+    exclusion = {"event": "view_item", "from_step": 0, "to_step": 1}
+    body = funnel_body(seeded, ["signup", "purchase"], exclusions=[exclusion])
+    with api(dashboard_system) as client:
+        expected = client.post("/api/v1/analytics/funnel", json=body).json()
+        plain = client.post(
+            "/api/v1/analytics/funnel", json=funnel_body(seeded, ["signup", "purchase"])
+        ).json()
+    counts = [number(f.text) for f in page.all(".funnel-results .step-figures strong")]
+    assert counts == [s["count"] for s in expected["funnel"]]
+    assert step_times(page) == [
+        (s["median_conversion_seconds"], s["average_conversion_seconds"]) for s in expected["funnel"]
+    ]
+    # By hand: everyone who viewed an item after signing up is left out (PostHog's semantics).
+    assert expected["total_entries"] < plain["total_entries"]
+    assert "“view_item” between steps 1 and 2" in page.text(".funnel-results .summary")
+
+    page.css(".funnel-results button.save").click()  # a saved funnel keeps its window and exclusion
+    name = page.wait_for("#save-form input[name=name]")
+    name.clear()
+    name.send_keys("Signup to purchase, no views", Keys.ENTER)
+    page.wait(lambda: "Saved “Signup to purchase, no views”" in page.text(".notices"), what="saved")
+    go(page, dashboard_system, "/insights")
+    page.wait_for("table.insights-table")
+    next(a for a in page.all(".insight-link") if a.text == "Signup to purchase, no views").click()
+    page.wait(lambda: page.all(".funnel-results .summary .exclusion"), what="the saved funnel")
+    assert "exclude=view_item%3A0%3A1" in page.driver.current_url
+    assert [number(f.text) for f in page.all(".funnel-results .step-figures strong")] == counts
+    no_failures(page, "funnel exclusion")

@@ -51,3 +51,29 @@ export function clock(iso, timeZone = "UTC") {
   if (Number.isNaN(date.getTime())) return iso;
   return date.toLocaleTimeString(undefined, { hour12: false, timeZone });
 }
+
+/** A time between two events, to the second or its two largest units: "45 s", "3 min 20 s", "2 h 5 min",
+ * "3 d 4 h"; "–" for none. */
+export function elapsed(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return `${decimal(seconds)} s`;
+  const whole = Math.round(seconds);
+  const parts = [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]];
+  const first = parts.findIndex(([, size]) => whole >= size);
+  const [bigName, bigSize] = parts[first];
+  const [smallName, smallSize] = parts[first + 1];
+  const big = Math.floor(whole / bigSize);
+  const small = Math.floor((whole % bigSize) / smallSize);
+  return small ? `${count(big)} ${bigName} ${count(small)} ${smallName}` : `${count(big)} ${bigName}`;
+}
+
+/** Whole seconds in every unit they have: 7201 -> "2 h 1 s", 45 -> "45 s". */
+export function exact(seconds) {
+  let rest = Math.round(seconds);
+  const parts = [];
+  for (const [name, size] of [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]]) {
+    if (rest >= size) parts.push(`${count(Math.floor(rest / size))} ${name}`);
+    rest %= size;
+  }
+  return parts.length ? parts.join(" ") : "0 s";
+}
