@@ -146,7 +146,7 @@ function summary(data, query) {
     count(last.count),
     " of ",
     count(data.total_entries),
-    ` users, within ${windowText(windowOf(query))}, ${MODES[query.mode || "ordered"].toLowerCase()}`,
+    ` persons, within ${windowText(windowOf(query))}, ${MODES[query.mode || "ordered"].toLowerCase()}`,
     exclusionsText(query),
   );
 }
@@ -164,7 +164,7 @@ const timeData = (s) => ({ median: s.median_conversion_seconds ?? "", average: s
 function bars(data, onStep) {
   return h(
     "ol",
-    { class: "funnel-bars", "aria-label": "Users at each step" },
+    { class: "funnel-bars", "aria-label": "Persons at each step" },
     data.funnel.map((s, k) =>
       h(
         "li",
@@ -177,7 +177,7 @@ function bars(data, onStep) {
           "span",
           { class: "step-figures" },
           h("strong", {}, count(s.count)),
-          ` users · ${percent(s.conversion_rate)}`,
+          ` persons · ${percent(s.conversion_rate)}`,
           k > 0 ? h("span", { class: "drop" }, ` · ${count(s.drop_off)} dropped`) : null,
           s.median_conversion_seconds !== null && s.median_conversion_seconds !== undefined
             ? h("span", { class: "step-time", dataset: timeData(s) }, ` · median ${elapsed(s.median_conversion_seconds)}`)
@@ -198,7 +198,7 @@ function stepsTable(data) {
     { class: "num average", text: elapsed(s.average_conversion_seconds), dataset: { value: s.average_conversion_seconds ?? "" } },
   ]);
   const num = (text) => ({ text, scope: "col", class: "num" });
-  const head = ["Step", num("Users"), num("Conversion"), num("Dropped"), num("Median time"), num("Average time")];
+  const head = ["Step", num("Persons"), num("Conversion"), num("Dropped"), num("Median time"), num("Average time")];
   return table({ caption: "Steps (times from the step before)", head, rows, className: "funnel-table" });
 }
 

@@ -72,7 +72,7 @@ export default {
     const periods = data.cohorts.length;
     const head = [
       { text: "Cohort", scope: "col" },
-      { text: "Users", scope: "col", class: "num" },
+      { text: "Persons", scope: "col", class: "num" },
       ...Array.from({ length: periods }, (_, k) => ({ text: `${unit} ${k}`, scope: "col", class: "num" })),
     ];
     const rows = data.cohorts.map((cohort) => [
