@@ -11,15 +11,16 @@ from shared.metrics import histogram, outcome_of
 
 QUERY_SECONDS = histogram(
     "query_seconds",
-    "Query answers, from the request to the answer's first byte, by kind (stats, trends, funnel, cohort, "
-    "events, properties, property_values, person, person_events, person_search, person_deletion, "
-    "deletion_status, insights, dashboards) and outcome (ok, invalid, unauthorized, rate_limited, "
-    "timeout: a 504, unavailable, error)",
+    "Query answers, from the request to the answer's first byte, by kind (stats, trends, funnel, "
+    "funnel_persons, cohort, events, properties, property_values, person, person_events, person_search, "
+    "person_deletion, deletion_status, insights, dashboards) and outcome (ok, invalid, unauthorized, "
+    "rate_limited, timeout: a 504, unavailable, error)",
     ["kind", "outcome"],
 )
 ANALYTICS = "/api/v1/analytics/"
 PERSONS = "/api/v1/persons"
 ANALYTICS_KINDS = {"stats", "trends", "funnel", "cohort", "events", "properties"}
+KIND_NAMES = {"funnel/persons": "funnel_persons"}  # a label may not hold "/"
 PROPERTY_VALUES = ("properties/", "/values")  # /api/v1/analytics/properties/{name}/values
 SAVED_KINDS = {"/api/v1/insights": "insights", "/api/v1/dashboards": "dashboards"}  # and /{id}
 
@@ -30,7 +31,7 @@ def kind_of(method: str, path: str) -> str | None:
         kind = path.removeprefix(ANALYTICS)
         if kind.startswith(PROPERTY_VALUES[0]) and kind.endswith(PROPERTY_VALUES[1]):
             return "property_values"
-        return kind if kind in ANALYTICS_KINDS else None
+        return KIND_NAMES.get(kind) or (kind if kind in ANALYTICS_KINDS else None)
     saved = SAVED_KINDS.get(path) or SAVED_KINDS.get(path.rsplit("/", 1)[0])
     if saved:
         return saved
