@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from services.query.trends import TrendsRequest, run_trends
+from services.query.trends import Math, TrendsRequest, run_trends
+from services.query.trends_sql import PROPERTY_MATHS
 from shared.clickhouse import ClickHouse
 from tests import reference
 from tests.query.app import query_client
@@ -51,7 +52,7 @@ async def test_rule_trend_maths_each_math_on_one_day(clickhouse: ClickHouse) -> 
     }
     for math, value in expected.items():
         body: dict[str, Any] = {"event": "buy", "math": math}
-        if math in ("sum", "avg", "min", "max", "median", "p90", "p95", "p99"):
+        if math in PROPERTY_MATHS:
             body["property"] = "amount"
         (result,) = series(await ask(clickhouse, events, series=[body], end_date="2023-03-01"))
         assert (result["data"], result["total"]) == ([value], value), math
@@ -323,24 +324,7 @@ ZONES = [
 START = at("2023-03-24 00:00")
 AMOUNTS = st.sampled_from([1, 2.5, -4, 0.0000015, 10**6, "3", True, None, {"x": 1}, 1e40])
 PLANS = st.sampled_from(["pro", "1", 1, 1.0, True, None, "free"])
-MATHS = st.sampled_from(
-    [
-        "total",
-        "unique_persons",
-        "dau",
-        "weekly_active",
-        "monthly_active",
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "median",
-        "p90",
-        "p95",
-        "p99",
-        "per_person_avg",
-    ]
-)
+MATHS = st.sampled_from(get_args(Math))
 TREND_FILTERS = st.sampled_from(
     [
         {"property": "plan", "op": "eq", "value": "pro"},
@@ -395,7 +379,7 @@ def trend_requests(draw: st.DrawFn) -> dict[str, Any]:
         if interval == "hour" and math in ("dau", "weekly_active", "monthly_active"):
             math = "total"
         spec: dict[str, Any] = {"event": draw(st.sampled_from(["a", "b", "$all"])), "math": math}
-        if math in ("sum", "avg", "min", "max", "median", "p90", "p95", "p99"):
+        if math in PROPERTY_MATHS:
             spec["property"] = "amount"
         spec["filters"] = draw(st.lists(TREND_FILTERS, max_size=1))
         series.append(spec)
