@@ -9,7 +9,7 @@ JS_TESTS := tests/js
 STAMP_JS := $(JS_TESTS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run run-cluster test bench bench-scale bench-tools tracker-tools install kafka-jars lint format clean reset
+.PHONY: run run-cluster test bench bench-query bench-scale bench-tools tracker-tools install kafka-jars lint format clean reset
 
 run: install kafka-jars ## Start Kafka and every service on http://127.0.0.1:8000 (foreground)
 	$(PY) -m deploy.run_local
@@ -20,9 +20,16 @@ run-cluster: install kafka-jars ## The same against a local 3-broker Kafka clust
 test: install kafka-jars tracker-tools ## Run the whole test suite against a real Kafka broker and embedded ClickHouse
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install kafka-jars bench-tools ## Benchmarks (not part of `make test`); writes bench/results/latest.json
+bench: install kafka-jars bench-tools ## Benchmarks, within 15 minutes (not part of `make test`); writes bench/results/latest.*
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The query figures on 10M events (against DuckDB and PostgreSQL, as streamed and settled) and the
+# dashboard's first paint: each section prepares its own data, about 20 minutes together. Their
+# figures go into the same bench/results/latest.* (each section keeps its own date and commit).
+bench-query: install bench-tools tracker-tools ## Query and dashboard benchmarks on 10M events (not part of `make bench`)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench --only query,dashboard $(BENCH_ARGS)
 
 # Growth of the query figures with the data (1M, 10M, 30M events; BENCH_MAX_EVENTS=100000000 adds 100M):
 # ours and DuckDB only, so neither Kafka nor the Debian tools are needed. Writes bench/results/scale.*.

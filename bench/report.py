@@ -78,34 +78,113 @@ def fmt(value: float) -> str:
     return f"{value:,.3g}" if abs(value) < 1 else f"{value:,.2f}"
 
 
-def write(figures: list[Figure], scale: float, started: datetime, out_dir: Path = RESULTS) -> Path:
+def commit() -> str:
+    """The checkout's commit (with "+changes" when the tree differs from it), for each section's header."""
+    git = ["git", "-C", str(RESULTS.parent.parent)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
+    return f"{head or 'unknown'}{'+changes' if dirty.stdout.strip() else ''}"
+
+
+@dataclass
+class Section:
+    """One section of one run: when, at which commit and scale, how long, and its figures."""
+
+    name: str
+    started: datetime
+    seconds: float
+    scale: float
+    figures: list[Figure]
+
+    def as_dict(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "started_at": self.started.isoformat(),
+            "seconds": round(self.seconds, 1),
+            "scale": self.scale,
+            "commit": commit(),
+            "machine": info,
+            "figures": [f.as_dict() for f in self.figures],
+        }
+
+
+def previous_sections(path: Path) -> dict[str, dict[str, Any]]:
+    """The sections an earlier run left in latest.json (none from the file's older, unsectioned form)."""
+    try:
+        sections = json.loads(path.read_text()).get("sections", {})
+    except (OSError, ValueError):
+        return {}
+    return sections if isinstance(sections, dict) else {}
+
+
+def write(sections: list[Section], order: tuple[str, ...], total: Figure, out_dir: Path = RESULTS) -> Path:
+    """latest.json and latest.md: this run's sections replace the same sections of the previous files,
+    the others stay as they were measured (each with its own date, commit and time); `order` is the
+    sections' order in the files, `total` this run's wall time."""
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
+    merged = previous_sections(out_dir / "latest.json")
+    merged.update({section.name: section.as_dict(info) for section in sections})
+    names = [name for name in order if name in merged] + [name for name in merged if name not in order]
     payload = {
-        "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
-        "scale": scale,
-        "machine": info,
-        "figures": [f.as_dict() for f in figures],
+        "last_run": {"sections": [section.name for section in sections], "total": total.as_dict()},
+        "sections": {name: merged[name] for name in names},
     }
     (out_dir / "latest.json").write_text(json.dumps(payload, indent=2))
+    ran = ", ".join(section.name for section in sections) or "no section (earlier figures rewritten)"
+    met = (
+        ""
+        if total.met is None
+        else (" (target " + total.target + " s: " + ("met" if total.met else "**missed**") + ")")
+    )
     lines = [
-        f"# Benchmark ({started:%Y-%m-%d %H:%M} UTC, scale {scale})",
+        "# Benchmark",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {info['python']}.",
-        "Each figure is the median of the runs listed; all figures come from the same `make bench` run.",
-        "Query targets apply to the data as streamed; the settled rows show what merges give later.",
+        "Each figure is the median of the runs listed; the figures of one section come from one run, and",
+        "sections run at different times are not comparable with each other (the machine is shared: each",
+        "section gives its own date, commit and machine). Query targets apply to the data as streamed; the",
+        "settled rows show what merges give later.",
         "",
-        "| figure | median | unit | runs | target | met |",
-        "|---|---|---|---|---|---|",
+        f"Last run: {ran}, {fmt(total.median)} s{met}.",
+        "",
+        "| section | run at (UTC) | commit | scale | wall time (s) |",
+        "|---|---|---|---|---|",
     ]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "**no**")
-        runs = ", ".join(fmt(r) for r in f.runs)
-        lines.append(f"| {f.name} | {fmt(f.median)} | {f.unit} | {runs} | {f.target} | {met} |")
-    notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
-    if notes:
-        lines += ["", "Notes:", *notes]
+    for name in names:
+        section = merged[name]
+        lines.append(
+            f"| [{name}](#{name}) | {section['started_at'][:16].replace('T', ' ')} | {section['commit']} "
+            f"| {section['scale']} | {fmt(section['seconds'])} |"
+        )
+    for name in names:
+        section = merged[name]
+        host = section["machine"]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            f"Run {section['started_at'][:16].replace('T', ' ')} UTC at {section['commit']}, scale "
+            f"{section['scale']}, {fmt(section['seconds'])} s; {host['cpu']}, {host['cores']} "
+            f"cores, {host['memory_gib']} GiB, Python {host['python']}.",
+            "",
+            "| figure | median | unit | runs | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        figures = section["figures"]
+        for f in figures:
+            met_text = "" if f["met"] is None else ("yes" if f["met"] else "**no**")
+            runs = ", ".join(fmt(r) for r in f["runs"])
+            median = statistics.median(f["runs"]) if f["runs"] else float("nan")
+            lines.append(
+                f"| {f['name']} | {fmt(median)} | {f['unit']} | {runs} | {f['target']} | {met_text} |"
+            )
+        notes = [f"- {f['name']}: {f['note']}" for f in figures if f["note"]]
+        if notes:
+            lines += ["", "Notes:", *notes]
     if (out_dir / "scale.md").exists():
         lines += ["", "Growth with the data (`make bench-scale`, its own run): [scale.md](scale.md)."]
     (out_dir / "latest.md").write_text("\n".join(lines) + "\n")
