@@ -210,11 +210,16 @@ def check_persons(unresolved: int) -> None:
         raise ValueError(f"{unresolved} walks did not end within {MAX_WALK} links (a cycle?)")
 
 
-def load_duckdb(parquet: Path, links: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the events (properties included: the trends read them), sorted like
-    ours ((event, user_id, timestamp)), so a filter on event skips row groups; and the persons resolved
-    from the links."""
-    connection = duckdb.connect()
+def load_duckdb(
+    parquet: Path, links: Path, database: Path | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB with the events (properties included: the trends read them), sorted like ours
+    ((event, user_id, timestamp)), so a filter on event skips row groups; and the persons resolved
+    from the links. In memory, or in the `database` file (for data larger than memory) with its buffer
+    pool capped at `memory_limit`."""
+    connection = duckdb.connect(str(database) if database is not None else ":memory:")
+    if memory_limit is not None:
+        connection.execute(f"SET memory_limit = '{memory_limit}'")
     connection.execute("SET TimeZone = 'UTC'")
     connection.execute(DUCKDB_TABLE, [str(parquet)])
     connection.execute(DUCKDB_LINKS, [str(links)])

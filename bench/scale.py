@@ -37,11 +37,16 @@ from typing import Any
 
 import psutil
 
-from bench.report import RESULTS, fmt, machine
+from bench.report import RESULTS, commit, fmt, machine
 from deploy.kafka.broker import REPO
 
 SIZES = (1_000_000, 10_000_000, 30_000_000, 100_000_000)
 DEFAULT_MAX_EVENTS = 30_000_000
+# DuckDB holds up to this many events in memory (7.7 GB at 10M); above it, a database file with its
+# buffer pool capped at DUCKDB_MEMORY_LIMIT, as DuckDB is run on data larger than the machine's memory
+# (30M in memory would take ~23 GB of the 24).
+DUCKDB_IN_MEMORY_MAX = 10_000_000
+DUCKDB_MEMORY_LIMIT = "8GB"
 EVENTS_PER_USER = 10
 SYSTEMS = ("ours", "duckdb")
 # The questions every size answers (name -> the label in the table and plot); each has a call in
@@ -121,7 +126,11 @@ def duckdb_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
     from bench import query_baselines as baselines
     from bench import query_trends
 
-    duck = baselines.load_duckdb(workdir / "events.parquet", workdir / "links.parquet")
+    files = (workdir / "events.parquet", workdir / "links.parquet")
+    if duckdb_on_disk(workdir):
+        duck = baselines.load_duckdb(*files, workdir / "duck.db", DUCKDB_MEMORY_LIMIT)
+    else:
+        duck = baselines.load_duckdb(*files)
     trend = query_trends.baseline_calls(duck, None)["trend_unique"]["DuckDB"]
     funnel_request, cohort_request = requests()
     fp = baselines.funnel_parameters(funnel_request)
@@ -144,6 +153,17 @@ def duckdb_calls(workdir: Path) -> tuple[Calls, Callable[[], None]]:
         return None
 
     return {"ready": ready, "funnel": run_funnel, "cohort": run_cohort, "trend": run_trend}, duck.close
+
+
+def duckdb_on_disk(workdir: Path) -> bool:
+    """Whether DuckDB keeps this size in a file (the size is the work directory's name)."""
+    return int(workdir.name) > DUCKDB_IN_MEMORY_MAX
+
+
+def duckdb_storage(events: int) -> str:
+    if events > DUCKDB_IN_MEMORY_MAX:
+        return f"file, buffer pool {DUCKDB_MEMORY_LIMIT}"
+    return "memory"
 
 
 async def query(workdir: Path, system: str, runs: int) -> dict[str, Any]:
@@ -202,6 +222,9 @@ def measure_size(events: int, runs: int, root: Path) -> dict[str, Any]:
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "events": events,
+        "run_at": datetime.now(UTC).isoformat(),
+        "commit": commit(),
+        "duckdb_storage": duckdb_storage(events),
         "rows": made["rows"],
         "distinct_ids": made["distinct_ids"],
         "linked_ids": made["overrides"],
@@ -219,14 +242,30 @@ def measure_size(events: int, runs: int, root: Path) -> dict[str, Any]:
     }
 
 
-def write(rows: list[dict[str, Any]], started: datetime, out_dir: Path = RESULTS) -> Path:
-    payload = {"started_at": started.isoformat(), "machine": machine(), "sizes": rows}
+def merged_rows(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """This run's sizes, and the other sizes as an earlier run left them in `path`, by events."""
+    try:
+        earlier = json.loads(path.read_text()).get("sizes", [])
+    except (OSError, ValueError):
+        earlier = []
+    measured = {row["events"] for row in rows}
+    return sorted([r for r in earlier if r["events"] not in measured] + rows, key=lambda r: r["events"])
+
+
+def write(rows: list[dict[str, Any]], out_dir: Path = RESULTS) -> Path:
+    """scale.json, .md and .png: this run's sizes replace the same sizes of the earlier files, the other
+    sizes stay as they were measured (each row says when, at which commit)."""
+    rows = merged_rows(rows, out_dir / "scale.json")
+    payload = {"finished_at": datetime.now(UTC).isoformat(), "machine": machine(), "sizes": rows}
     (out_dir / "scale.json").write_text(json.dumps(payload, indent=2))
     lines = [
-        f"# Growth (`make bench-scale`, {started:%Y-%m-%d %H:%M} UTC)",
+        "# Growth (`make bench-scale`)",
         "",
         "Settled data of `make bench`'s shape at each size; medians of the runs; peak RSS of the querying",
         "process while it queried (before its first query in brackets). Both answers agreed at every size.",
+        f"DuckDB holds up to {DUCKDB_IN_MEMORY_MAX:,} events in memory, larger sizes in a database file",
+        f"with its buffer pool capped at {DUCKDB_MEMORY_LIMIT}. Sizes measured in different runs are on a",
+        "shared machine at different loads (the load average of each size's run is in the table).",
         "",
         "| events | distinct ids | question | ours ms | DuckDB ms | DuckDB / ours | ours peak MiB | "
         "DuckDB peak MiB | wall s | load avg |",
@@ -243,7 +282,12 @@ def write(rows: list[dict[str, Any]], started: datetime, out_dir: Path = RESULTS
                 f"{duck['peak_mib']:,.0f} ({duck['rss_before_mib']:,.0f}) | {row['wall_s']:,.0f} | "
                 f"{row['load_average']:.1f} |"
             )
-    lines += ["", "![latency against events](scale.png)"]
+    lines += ["", "![latency against events](scale.png)", "", "Runs:"]
+    for row in rows:
+        lines.append(
+            f"- {row['events']:,}: {row['run_at'][:16].replace('T', ' ')} UTC at "
+            f"{row['commit']}, DuckDB in {row['duckdb_storage']}"
+        )
     (out_dir / "scale.md").write_text("\n".join(lines) + "\n")
     plot(rows, out_dir / "scale.png")
     return out_dir / "scale.md"
@@ -298,17 +342,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     limit = int(os.environ.get("BENCH_MAX_EVENTS", DEFAULT_MAX_EVENTS))
     sizes = [int(s) for s in args.sizes.split(",") if int(s) <= limit]
-    started, t0 = datetime.now(UTC), time.monotonic()
+    t0 = time.monotonic()
     root = REPO / "data" / "bench-scale"
     rows = []
     try:
         for events in sizes:
             print(f"== {events:,} events", flush=True)
             rows.append(measure_size(events, args.runs, root))
-            write(rows, started)  # after each size: a later size's failure keeps these
+            write(rows)  # after each size: a later size's failure keeps these
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report = write(rows, started)
+    report = write(rows)
     print(report.read_text())
     print(f"bench-scale took {time.monotonic() - t0:.0f}s")
     return 0
