@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         default = args.scale == 1.0 and tuple(sections) == DEFAULT_SECTIONS
         target, met = (f"< {BUDGET_SECONDS}", elapsed < BUDGET_SECONDS) if default else ("", None)
         total = Figure("bench wall time", "s", [elapsed], target, met)
-        report = write(done, SECTIONS, total)
+        report = write(done, total)
     print(report.read_text())
     print(f"bench took {elapsed:.0f}s")
     return 0

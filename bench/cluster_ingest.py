@@ -7,14 +7,14 @@ each with its own ingest process, and the rounds alternate which one is measured
 the same machine. Measured per round: batch ingest (wrk, 100 events a request, as `make bench`) and the
 raw aiokafka producer (acks=all). On this machine all three brokers share the same 2 cores with ingest
 and wrk: the ratio is the cost of replication in CPU on one host, not the network cost a real cluster
-adds. Writes bench/results/cluster-ingest.md and .json. Needs wrk (`make bench-tools`).
+adds. Writes the "replication" section of bench/results/latest.md and .json. Needs wrk
+(`make bench-tools`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import tempfile
 import time
@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import ingest as ingest_bench
-from bench.report import RESULTS, Figure, fmt, machine
+from bench import report
+from bench.report import Figure, Section
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.kafka.cluster import KafkaCluster
 from deploy.processes import ServiceProcess, stop_all
@@ -127,36 +128,15 @@ def figures_from(results: dict[str, tuple[list[float], list[float]]]) -> list[Fi
 
 
 def write(figures: list[Figure], started: datetime, wall: float, args: argparse.Namespace) -> Path:
-    info = machine()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "started_at": started.isoformat(),
-        "wall_seconds": round(wall),
-        "machine": info,
-        "figures": [f.as_dict() for f in figures],
-    }
-    (RESULTS / "cluster-ingest.json").write_text(json.dumps(payload, indent=2))
-    lines = [
-        f"# Ingest on a Kafka cluster ({started:%Y-%m-%d %H:%M} UTC, `python -m bench.cluster_ingest "
-        f"--runs {args.runs} --seconds {args.seconds}`, {wall:.0f} s)",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB. Both shapes ran side by"
-        " side in this one run, rounds alternating which went first; every broker shares the same 2 cores"
-        " with ingest and wrk, so the ratio is replication's CPU cost on one host, with no network between"
-        " brokers.",
-        "",
-        "| figure | median | unit | runs |",
-        "|---|---|---|---|",
-        *(
-            f"| {f.name} | {fmt(f.median)} | {f.unit} | {', '.join(fmt(r) for r in f.runs)} |"
-            for f in figures
-        ),
-        "",
-        *(f"- {f.name}: {f.note}" for f in figures if f.note),
-    ]
-    path = RESULTS / "cluster-ingest.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """The figures as the "replication" section of bench/results/latest.* (bench/report.py)."""
+    figures[0].note += (
+        f"; `python -m bench.cluster_ingest --runs {args.runs} --seconds {args.seconds}`: both shapes "
+        "ran side by side in this one run, rounds alternating which went first; every broker shares the "
+        "same 2 cores with ingest and wrk, so the ratio is replication's CPU cost on one host, with no "
+        "network between brokers"
+    )
+    section = Section("replication", started, wall, 1.0, figures)
+    return report.write([section], Figure("bench wall time", "s", [wall]))
 
 
 if __name__ == "__main__":

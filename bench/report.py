@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The sections of latest.md, in order: `python -m bench`'s (bench/__main__.py), then
+# `python -m bench.cluster_ingest`'s.
+ORDER = ("ingest", "pipeline", "freshness", "query", "live", "persons", "dashboard", "replication")
 
 
 @dataclass
@@ -120,10 +123,11 @@ def previous_sections(path: Path) -> dict[str, dict[str, Any]]:
     return sections if isinstance(sections, dict) else {}
 
 
-def write(sections: list[Section], order: tuple[str, ...], total: Figure, out_dir: Path = RESULTS) -> Path:
+def write(sections: list[Section], total: Figure, out_dir: Path = RESULTS) -> Path:
     """latest.json and latest.md: this run's sections replace the same sections of the previous files,
-    the others stay as they were measured (each with its own date, commit and time); `order` is the
-    sections' order in the files, `total` this run's wall time."""
+    the others stay as they were measured (each with its own date, commit and time), in ORDER; `total`
+    is this run's wall time."""
+    order = ORDER
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
     merged = previous_sections(out_dir / "latest.json")
