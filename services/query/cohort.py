@@ -213,13 +213,13 @@ def build_local_scan(request: CohortRequest) -> tuple[str, dict[str, Any]]:
         "first_month": first.year * 12 + first.month,
     }
     is_start, is_return, event_filter, breakdown = conditions(request, params)
-    sql = cohort_sql.local_scan_sql(
+    sql = cohort_sql.scan_sql(
         request.period_type,
         request.periods,
         is_start,
         is_return,
         event_filter,
-        local.local_day_sql(),
+        local_day=local.local_day_sql(),
         first_time=request.retention_type == "first_time",
         cumulative=request.cumulative,
         breakdown=breakdown,

@@ -159,30 +159,38 @@ def scan_sql(
     is_return: str,
     event_filter: str,
     *,
+    local_day: str | None = None,
     first_time: bool = False,
     cumulative: bool = False,
     breakdown: str | None = None,
 ) -> str:
     """Cohort rows from one scan of the events grouped by person: `active` has bit i set when the
     person returned in shown period i (first_time: their cohort's bit too, the start counts). With a
-    breakdown, rows per (value on the cohort-starting event, cohort): see breakdown_sql."""
-    index = PERIOD_INDEX[period_type]
+    breakdown, rows per (value on the cohort-starting event, cohort): see breakdown_sql.
+    Periods are UTC's, or with `local_day` (SQL of the local day number over `timestamp`,
+    timezones.py) the time zone's: local dates never go back as time goes on, so the first start
+    event's day is the smallest one."""
+    if local_day is None:
+        at, day, first = "timestamp", "", "{first_at:DateTime64(3, 'UTC')}"
+        index = PERIOD_INDEX[period_type].replace("{t}", "{at}")
+        rows = "timestamp < {range_end:DateTime64(3, 'UTC')}"
+    else:
+        at, day, first = "day", f", {local_day} AS day", "{first_day:Int32}"
+        index = LOCAL_PERIOD[period_type].replace("{d}", "{at}")
+        rows = "timestamp < {tz_to:DateTime64(3, 'UTC')} AND day <= {last_day:Int32}"
     mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
-    retained = "bitTest(active, cohort + k)" if mask == "active" and not cumulative else None
-    counts = counts_sql(periods, retained or retained_sql(mask, "cohort + k", cumulative))
+    counts = counts_sql(periods, retained_sql(mask, "cohort + k", cumulative))
     value = f", {first_value('timestamp')}" if breakdown else ""
-    key = start_key(breakdown)
     people = f"""
-            SELECT {index.format(t="minIf(timestamp, is_start)")} AS cohort,
+            SELECT {index.format(at=f"minIf({at}, is_start)")} AS cohort,
                    groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
-            FROM (SELECT {PERSON} AS person, timestamp, {is_start} AS is_start{key},
-                         {index.format(t="timestamp")} AS period,
-                         {is_return} AND timestamp >= {{first_at:DateTime64(3, 'UTC')}} AS returned
+            FROM (SELECT {PERSON} AS person, timestamp{day}, {is_start} AS is_start{start_key(breakdown)},
+                         {index.format(at=at)} AS period,
+                         {is_return} AND {at} >= {first} AS returned
                   FROM {EVENTS_TABLE} FINAL
-                  WHERE timestamp < {{range_end:DateTime64(3, 'UTC')}} AND {event_filter})
+                  WHERE {rows} AND {event_filter})
             GROUP BY person
-            HAVING countIf(is_start) > 0
-               AND minIf(timestamp, is_start) >= {{first_at:DateTime64(3, 'UTC')}}"""
+            HAVING countIf(is_start) > 0 AND minIf({at}, is_start) >= {first}"""
     if breakdown:
         return breakdown_sql(people, counts)
     return f"""
@@ -239,41 +247,3 @@ LOCAL_PERIOD = {
     "weekly": "intDiv({d} - {{first_day:Int32}}, 7)",
     "monthly": "(toYear(toDate32({d})) * 12 + toMonth(toDate32({d})) - {{first_month:Int32}})",
 }
-
-
-def local_scan_sql(
-    period_type: str,
-    periods: int,
-    is_start: str,
-    is_return: str,
-    event_filter: str,
-    local_day: str,
-    *,
-    first_time: bool = False,
-    cumulative: bool = False,
-    breakdown: str | None = None,
-) -> str:
-    """`scan_sql` in a time zone: periods of the local day (`local_day`, SQL over `timestamp`). Local
-    dates never go back as time goes on, so the first start event's day is the smallest one."""
-    index = LOCAL_PERIOD[period_type]
-    mask = "bitOr(active, bitShiftLeft(toUInt64(1), cohort))" if first_time else "active"
-    counts = counts_sql(periods, retained_sql(mask, "cohort + k", cumulative))
-    value = f", {first_value('timestamp')}" if breakdown else ""
-    people = f"""
-            SELECT {index.format(d="minIf(day, is_start)")} AS cohort,
-                   groupBitOrIf(bitShiftLeft(toUInt64(1), greatest(period, 0)), returned) AS active{value}
-            FROM (SELECT {PERSON} AS person, timestamp, {local_day} AS day, {is_start} AS is_start,
-                         {index.format(d="day")} AS period{start_key(breakdown)},
-                         {is_return} AND day >= {{first_day:Int32}} AS returned
-                  FROM {EVENTS_TABLE} FINAL
-                  WHERE timestamp < {{tz_to:DateTime64(3, 'UTC')}} AND day <= {{last_day:Int32}}
-                    AND {event_filter})
-            GROUP BY person
-            HAVING countIf(is_start) > 0 AND minIf(day, is_start) >= {{first_day:Int32}}"""
-    if breakdown:
-        return breakdown_sql(people, counts)
-    return f"""
-        SELECT cohort, count() AS users, sumForEach({counts})
-        FROM ({people})
-        GROUP BY cohort
-        ORDER BY cohort"""
