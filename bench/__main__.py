@@ -26,7 +26,7 @@ from bench import dashboard_paint
 from bench import ingest as ingest_bench
 from bench import pipeline as pipeline_bench
 from bench.procstats import PeakRss, rss_of
-from bench.report import Figure, Section, write
+from bench.report import Figure, Section, commit, write
 from deploy.kafka.broker import REPO, KafkaBroker, free_port
 from deploy.processes import ServiceProcess, stop_all
 from shared.contracts.topics import Topics
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "live": bench.run_live,
         "persons": bench.run_persons,
     }
-    t0 = time.monotonic()
+    t0, tree = time.monotonic(), commit()
     done: list[Section] = []
     try:
         if any(s in steps and s != "persons" for s in sections):
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_memory_at_rest()
         for section in sections:
             print(f"== {section}", flush=True)
-            section_started, section_at = time.monotonic(), datetime.now(UTC)
+            section_started, section_at, load_at = time.monotonic(), datetime.now(UTC), os.getloadavg()[0]
             if section == "query":
                 bench.run_query()
             elif section == "dashboard":
@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 steps[section]()
             # The RSS at rest, taken before the first section, belongs to it.
             figures, bench.figures = bench.figures, []
-            done.append(Section(section, section_at, time.monotonic() - section_started, args.scale, figures))
+            seconds, load = time.monotonic() - section_started, (load_at, os.getloadavg()[0])
+            done.append(Section(section, section_at, seconds, args.scale, figures, tree, load))
     finally:
         bench.stop()
         elapsed = time.monotonic() - t0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import ingest as ingest_bench
 from bench import report
-from bench.report import Figure, Section
+from bench.report import Figure, Section, commit
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.kafka.cluster import KafkaCluster
 from deploy.processes import ServiceProcess, stop_all
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args(argv)
-    started, clock, load_before = datetime.now(UTC), time.monotonic(), os.getloadavg()[0]
+    started, clock, load_before, tree = datetime.now(UTC), time.monotonic(), os.getloadavg()[0], commit()
     workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     single = KafkaBroker(workdir / "kafka-1", port=free_port(), controller_port=free_port())
     cluster = KafkaCluster(workdir / "kafka-3", nodes=3)
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = figures_from(results)
     load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end"
     figures[0].note = f"load average (1 min, other work included): {load}, {os.cpu_count()} CPUs"
-    path = write(figures, started, time.monotonic() - clock, args)
+    loads = (load_before, os.getloadavg()[0])
+    path = write(Section("replication", started, time.monotonic() - clock, 1.0, figures, tree, loads), args)
     print(f"wrote {path}")
     return 0
 
@@ -127,16 +128,15 @@ def figures_from(results: dict[str, tuple[list[float], list[float]]]) -> list[Fi
     ]
 
 
-def write(figures: list[Figure], started: datetime, wall: float, args: argparse.Namespace) -> Path:
+def write(section: Section, args: argparse.Namespace) -> Path:
     """The figures as the "replication" section of bench/results/latest.* (bench/report.py)."""
-    figures[0].note += (
+    section.figures[0].note += (
         f"; `python -m bench.cluster_ingest --runs {args.runs} --seconds {args.seconds}`: both shapes "
         "ran side by side in this one run, rounds alternating which went first; every broker shares the "
         "same 2 cores with ingest and wrk, so the ratio is replication's CPU cost on one host, with no "
         "network between brokers"
     )
-    section = Section("replication", started, wall, 1.0, figures)
-    return report.write([section], Figure("bench wall time", "s", [wall]))
+    return report.write([section], Figure("bench wall time", "s", [section.seconds]))
 
 
 if __name__ == "__main__":

@@ -102,13 +102,16 @@ class Section:
     seconds: float
     scale: float
     figures: list[Figure]
+    commit: str  # the tree measured: `commit()` when the run started
+    load: tuple[float, float]  # the 1-minute load average when the section started and ended
 
     def as_dict(self, info: dict[str, Any]) -> dict[str, Any]:
         return {
             "started_at": self.started.isoformat(),
             "seconds": round(self.seconds, 1),
             "scale": self.scale,
-            "commit": commit(),
+            "commit": self.commit,
+            "load_average": [round(x, 1) for x in self.load],
             "machine": info,
             "figures": [f.as_dict() for f in self.figures],
         }
@@ -155,14 +158,15 @@ def write(sections: list[Section], total: Figure, out_dir: Path = RESULTS) -> Pa
         "",
         f"Last run: {ran}, {fmt(total.median)} s{met}.",
         "",
-        "| section | run at (UTC) | commit | scale | wall time (s) |",
-        "|---|---|---|---|---|",
+        "| section | run at (UTC) | commit | scale | wall time (s) | load average (start, end) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in names:
         section = merged[name]
+        load = ", ".join(f"{x:.1f}" for x in section.get("load_average", [])) or "not recorded"
         lines.append(
             f"| [{name}](#{name}) | {section['started_at'][:16].replace('T', ' ')} | {section['commit']} "
-            f"| {section['scale']} | {fmt(section['seconds'])} |"
+            f"| {section['scale']} | {fmt(section['seconds'])} | {load} |"
         )
     for name in names:
         section = merged[name]
