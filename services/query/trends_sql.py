@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, bucket_sql, json_sql
+from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, bucket_sql, value_source
 from services.query.intervals import Bucket, Interval, key_sql
 from services.query.timezones import LocalRange
 from shared.contracts import property_types as pt
+from shared.contracts.materialized import NONE, MaterializedColumns
 from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 25
@@ -68,7 +69,7 @@ def rows_sql(
     i: int, p: int, spec: SeriesSpec, period: Period, interval: Interval, context: dict[str, Any]
 ) -> str:
     """The series' rows in one period (see the module doc)."""
-    params, breakdown = context["params"], context["breakdown"]
+    params, breakdown, columns = context["params"], context["breakdown"], context["columns"]
     lookback = ACTIVE_DAYS.get(spec.math, 1) - 1
     local = LocalRange(period.local.zone, period.local.first - timedelta(days=lookback), period.local.last)
     prefix = f"z{i}{p}"
@@ -77,15 +78,14 @@ def rows_sql(
     if spec.event != ALL_EVENTS:
         params[f"s{i}_e"] = spec.event
         conditions.insert(0, f"event = {{s{i}_e:String}}")
-    conditions.append(all_filters_sql(spec.filters, f"s{i}f", params))
+    conditions.append(all_filters_sql(spec.filters, f"s{i}f", params, columns))
     conditions.append(context["global_filters"])
     x, bad = NO_NUMBER, "toUInt8(0)"
     if spec.property is not None:
-        params[f"s{i}_x"] = spec.property.property
-        source, key = json_sql(spec.property), f"{{s{i}_x:String}}"
+        source, key = value_source(spec.property, f"s{i}_x", params, columns)
         x = pt.as_decimal(source, key)
         bad = f"toUInt8({pt.is_set(source, key)} AND isNull(x))"
-    bk = bucket_sql(breakdown, "bk_k", params) if breakdown is not None else NO_BREAKDOWN
+    bk = bucket_sql(breakdown, "bk_k", params, columns) if breakdown is not None else NO_BREAKDOWN
     return f"""
         SELECT {PERSON} AS person, {local.local_day_sql(prefix=prefix)} AS day,
                {key_sql(interval, local, prefix)} AS tb, {bk} AS raw_bk, {x} AS x, {bad} AS bad
@@ -226,13 +226,16 @@ def trends_sql(
     interval: Interval,
     breakdown: PropertyRef | None,
     global_filters: list[PropertyFilter],
+    columns: MaterializedColumns = NONE,
 ) -> tuple[str, dict[str, Any]]:
-    """The whole statement and its parameters."""
+    """The whole statement and its parameters; event properties with a column in `columns` are read
+    from it."""
     params: dict[str, Any] = {}
     context = {
         "params": params,
         "breakdown": breakdown,
-        "global_filters": all_filters_sql(global_filters, "gf", params),
+        "columns": columns,
+        "global_filters": all_filters_sql(global_filters, "gf", params, columns),
     }
     parts = []
     for p, period in enumerate(periods):
