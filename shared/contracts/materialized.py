@@ -37,7 +37,7 @@ MAX_KEYS = 50
 # The column's type and codec: the raw JSON text. Plain String with ZSTD(1) (as `properties`) beat
 # LowCardinality(String), which reads faster for a few distinct values but pays a dictionary per part
 # and is slow for URL-like keys (measured: bench/results and the issue-15 report).
-COLUMN_TYPE = "String CODEC(ZSTD(1))"
+COLUMN_TYPE, COLUMN_CODEC = "String", "CODEC(ZSTD(1))"
 
 
 def column_name(key: str) -> str:
@@ -74,7 +74,7 @@ def add_column_statements(database: str, keys: Iterable[str]) -> list[str]:
     """The DDL adding each key's column to the events table (idempotent)."""
     return [
         f"ALTER TABLE {database}.{EVENTS_TABLE} ADD COLUMN IF NOT EXISTS {column_name(key)} {COLUMN_TYPE} "
-        f"MATERIALIZED {column_expression(key)}"
+        f"MATERIALIZED {column_expression(key)} {COLUMN_CODEC}"
         for key in keys
     ]
 
