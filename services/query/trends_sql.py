@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, bucket_sql, value_source
+from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, value_source
 from services.query.intervals import Bucket, Interval, key_sql
 from services.query.timezones import LocalRange
 from shared.contracts import property_types as pt
@@ -41,6 +41,7 @@ OTHER_KIND = 9
 OTHER = f"(toUInt8({OTHER_KIND}), toFloat64(0), '')"
 NO_BREAKDOWN = f"(toUInt8({pt.BUCKET_NONE}), toFloat64(0), '')"
 ACTIVE_DAYS = {"weekly_active": 7, "monthly_active": 30}
+PERSON_MATHS = {"unique_persons", "per_person_avg", "dau", *ACTIVE_DAYS}
 QUANTILES = {"median": (1, 2), "p90": (9, 10), "p95": (19, 20), "p99": (99, 100)}
 PROPERTY_MATHS = {"sum", "avg", "min", "max", *QUANTILES}
 DECIMAL_0 = "toDecimal256(0, 6)"
@@ -85,10 +86,13 @@ def rows_sql(
         source, key = value_source(spec.property, f"s{i}_x", params, columns)
         x = pt.as_decimal(source, key)
         bad = f"toUInt8({pt.is_set(source, key)} AND isNull(x))"
-    bk = bucket_sql(breakdown, "bk_k", params, columns) if breakdown is not None else NO_BREAKDOWN
+    # The breakdown value's JSON text: rows are grouped by it, and its bucket computed once per group.
+    text = pt.raw(*value_source(breakdown, "bk_k", params, columns)) if breakdown is not None else "''"
+    # Maths that count no persons skip the person lookup.
+    person = PERSON if spec.math in PERSON_MATHS else "toUInt64(0)"
     return f"""
-        SELECT {PERSON} AS person, {local.local_day_sql(prefix=prefix)} AS day,
-               {key_sql(interval, local, prefix)} AS tb, {bk} AS raw_bk, {x} AS x, {bad} AS bad
+        SELECT {person} AS person, {local.local_day_sql(prefix=prefix)} AS day,
+               {key_sql(interval, local, prefix)} AS tb, {text} AS raw_v, {x} AS x, {bad} AS bad
         FROM {EVENTS_TABLE} FINAL
         WHERE {" AND ".join(conditions)}"""
 
@@ -102,11 +106,11 @@ def quantile_pick(p: int, q: int, higher: bool, xs: str) -> str:
     return f"if(length({xs}) = 0, {NO_NUMBER}, arrayElement({xs}, {rank}))"
 
 
-def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> str:
+def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str, broken_down: bool) -> str:
     """Stage 1 of one series in one period (module doc)."""
     head = f"toInt8({i}) AS series, toUInt8({p}) AS period"
     math = spec.math
-    wanted = math in ("unique_persons", "per_person_avg", "dau", *ACTIVE_DAYS)
+    wanted = math in PERSON_MATHS
     persons = f"uniqExactState{'' if wanted else 'If'}(person{'' if wanted else ', false'}) AS persons"
     numbers = math in PROPERTY_MATHS
     dsum = f"coalesce(sum(toDecimal256(x, 6)), {DECIMAL_0})" if math in ("sum", "avg") else DECIMAL_0
@@ -122,16 +126,28 @@ def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> s
         return f"""
         SELECT {head}, {{{name}_k1:Array(Int64)}}[j] AS k1, {{{name}_k2:Array(Int64)}}[j] AS k2,
                toUInt8(0) AS is_total, toInt64(0) AS day, raw_bk, {pieces}
-        FROM (SELECT DISTINCT person, day AS seen, raw_bk, CAST(NULL, 'Nullable(Decimal(38, 6))') AS x,
+        FROM (SELECT DISTINCT person, day AS seen, {pt.bucket("raw_v")} AS raw_bk,
+                     CAST(NULL, 'Nullable(Decimal(38, 6))') AS x,
                      toUInt8(0) AS bad FROM ({rows}))
         ARRAY JOIN arrayFilter(j -> {ends}[j] >= seen AND {ends}[j] < seen + {window}, arrayEnumerate({ends}))
             AS j
         GROUP BY j, raw_bk"""
     by_day = "day" if math == "dau" else "toInt64(0)"
-    return f"""
-        SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day, raw_bk, {pieces}
+    if not broken_down:
+        return f"""
+        SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day,
+               {NO_BREAKDOWN} AS raw_bk, {pieces}
         FROM ({rows})
-        GROUP BY k1, k2, day, raw_bk"""
+        GROUP BY k1, k2, day"""
+    # Grouped by the value's text, then the texts' groups merged per bucket (`1` and `1.0` are one).
+    return f"""
+        SELECT series, period, k1, k2, is_total, day, {pt.bucket("raw_v")} AS raw_bk, sum(events) AS events,
+               uniqExactMergeState(persons) AS persons, sum(dsum) AS dsum, sum(numbers) AS numbers,
+               sum(skipped) AS skipped, min(low) AS low, max(high) AS high, groupArrayArray(xs) AS xs
+        FROM (SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day, raw_v, {pieces}
+              FROM ({rows})
+              GROUP BY k1, k2, day, raw_v)
+        GROUP BY series, period, k1, k2, is_total, day, raw_bk"""
 
 
 def rank_sql(spec: SeriesSpec, last: tuple[int, int]) -> str:
@@ -243,7 +259,7 @@ def trends_sql(
             rows = rows_sql(i, p, spec, period, interval, context)
             if spec.math in ACTIVE_DAYS:
                 params.update(active_parameters(i, p, period))
-            parts.append(states_sql(i, p, spec, period, rows))
+            parts.append(states_sql(i, p, spec, period, rows, breakdown is not None))
     states = "\nUNION ALL\n".join(parts)
     if breakdown is None:
         ranked = f"SELECT *, raw_bk AS bk FROM ({states})"

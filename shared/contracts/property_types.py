@@ -64,7 +64,16 @@ def is_boolean(source: str, key: str | None) -> str:
 
 def as_string(source: str, key: str | None) -> str:
     """The text of a string value (meaningful only where `is_string`)."""
-    return f"JSONExtractString({raw(source, key)})"
+    return string_text(raw(source, key))
+
+
+def string_text(raw_value: str) -> str:
+    """The text of a string value from its JSON text: without a backslash (no escapes), the JSON text
+    is the string between its quotes, which is cut out rather than parsed; else JSONExtractString."""
+    return (
+        f"if(position({raw_value}, '\\\\') = 0, substring({raw_value}, 2, length({raw_value}) - 2), "
+        f"JSONExtractString({raw_value}))"
+    )
 
 
 def as_float(source: str, key: str | None) -> str:
@@ -88,7 +97,7 @@ def bucket(raw_value: str) -> str:
     is the filters' equality (numbers by Float64 value, -0 as 0) and whose order is the tie order."""
     return (
         f"multiIf(startsWith({raw_value}, '\"'), "
-        f"({BUCKET_STRING}, toFloat64(0), JSONExtractString({raw_value})), "
+        f"({BUCKET_STRING}, toFloat64(0), {string_text(raw_value)}), "
         f"{raw_value} = 'true', ({BUCKET_BOOLEAN}, toFloat64(1), ''), "
         f"{raw_value} = 'false', ({BUCKET_BOOLEAN}, toFloat64(0), ''), "
         f"{raw_value} IN ('', 'null') OR startsWith({raw_value}, '{{') OR startsWith({raw_value}, '['), "
