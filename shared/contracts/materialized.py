@@ -26,17 +26,18 @@ from dataclasses import dataclass, field
 
 from shared.contracts.storage import EVENTS_TABLE
 
-# The default list. `plan` and `amount` are what the bench's trends filter, break down and sum (a
-# typical plan and revenue property); `$current_url`, `$browser`, `$os` and `$device_type` are what
-# posthog-js sends with every event and PostHog's own default materialized columns; `country` is the
-# breakdown after them. More keys cost more on every insert (bench/results: the insert cost per column).
-DEFAULT_KEYS = ("plan", "amount", "$current_url", "$browser", "$os", "$device_type", "country")
+# The default list, kept short because every column is computed on every insert (each costs about as
+# much insert CPU as a few per cent of the whole insert: the issue-15 report): `plan` and `amount`, a
+# typical plan and revenue property, are what the bench's trends filter, break down and sum;
+# `$current_url` and `$browser` are the two that posthog-js sends with every event and that PostHog's
+# trends break down and filter by most.
+DEFAULT_KEYS = ("plan", "amount", "$current_url", "$browser")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_$.\-]{1,100}$")
 PLAIN_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_KEYS = 50
-# The column's type and codec: the raw JSON text. Plain String with ZSTD(1) (as `properties`) beat
-# LowCardinality(String), which reads faster for a few distinct values but pays a dictionary per part
-# and is slow for URL-like keys (measured: bench/results and the issue-15 report).
+# The column's type and codec: the raw JSON text, String with ZSTD(1) as `properties`.
+# LowCardinality(String) read faster (its functions run once per distinct value) but cost three times
+# the insert CPU of String for plan and amount, and suits no URL-like key (the issue-15 report).
 COLUMN_TYPE, COLUMN_CODEC = "String", "CODEC(ZSTD(1))"
 
 
