@@ -3,13 +3,16 @@ one before) and breakdown value, so all of them read the same snapshot of the ta
 events are read once per period.
 
 Each series' rows are its deduplicated events (FINAL) inside the period's local days (earlier days too
-for weekly_active / monthly_active, which look back), with the person, the local day, the time bucket
-key, the breakdown bucket, the property read for arithmetic (`x`, NULL when not a usable number) and
+for weekly_active / monthly_active, which look back), with the person (0 for maths that count none),
+the local day, the time bucket key, the breakdown value's JSON text (`raw_v`; from its materialized
+column when it has one), the property read for arithmetic (`x`, NULL when not a usable number) and
 whether a set value was skipped (`bad`). Then, in stages over small intermediate rows:
 
 1. `states`: per time bucket (per day too for dau) and raw breakdown value: counts, sums, mins, maxes,
    the numbers themselves for quantiles, and persons as a uniqExact *state*, so that buckets merge
-   into the period's total, and values into "Other", counting each person once;
+   into the period's total, and values into "Other", counting each person once. Rows are grouped by
+   the value's JSON text, and the groups of texts with one bucket (`1` and `1.0`) then merged: the
+   bucket is computed per group, not per row;
 2. `ranked`: with a breakdown, the first series' exact total per value over the range (window
    functions merging its buckets' states), and the top 25 of the values seen in the range (ties by the
    bucket order); every other value becomes OTHER;
