@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from shared.contracts.storage import EVENTS_TABLE
 
 # The default list, kept short because every column is computed on every insert (each costs about as
-# much insert CPU as a few per cent of the whole insert: the issue-15 report): `plan` and `amount`, a
+# much insert CPU as 1-2% of the whole insert: bench/results/materialized-columns.md): `plan` and `amount`, a
 # typical plan and revenue property, are what the bench's trends filter, break down and sum;
 # `$current_url` and `$browser` are the two that posthog-js sends with every event and that PostHog's
 # trends break down and filter by most.
@@ -37,7 +37,7 @@ PLAIN_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_KEYS = 50
 # The column's type and codec: the raw JSON text, String with ZSTD(1) as `properties`.
 # LowCardinality(String) read faster (its functions run once per distinct value) but cost three times
-# the insert CPU of String for plan and amount, and suits no URL-like key (the issue-15 report).
+# the insert CPU of String for plan and amount, and suits no URL-like key (same file).
 COLUMN_TYPE, COLUMN_CODEC = "String", "CODEC(ZSTD(1))"
 
 
