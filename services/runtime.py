@@ -103,6 +103,7 @@ class Runtime:
                 self.settings.resolved_clickhouse_url,
                 self.settings.resolved_database,
                 cluster=self.settings.clickhouse_cluster or None,
+                materialized_keys=self.settings.materialized_properties,
             )
             await asyncio.to_thread(resources.clickhouse.create_schema)
         if any(c.uses_producer for c in self.components.values()):

@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from shared.clickhouse_cluster import ClusterForm, cluster_statements
+from shared.contracts import materialized
 from shared.contracts.storage import schema_statements
 from shared.errors import InvalidRequest, QueryFailed, QueryTimeout, StorageUnavailable
 from shared.metrics import counter
@@ -51,11 +52,16 @@ class ClickHouse:
         workers: int = 4,
         query_timeout: float = 30.0,
         cluster: str | None = None,
+        materialized_keys: tuple[str, ...] = materialized.DEFAULT_KEYS,
     ) -> None:
         self.url = url
         self.database = database
         self.cluster = cluster  # None: one server; a name: the cluster form (shared/clickhouse_cluster.py)
         self.form = ClusterForm(database, cluster) if cluster else None
+        # The event property keys with a materialized column (created by create_schema), which readers
+        # read instead of the JSON (shared/contracts/materialized.py).
+        self.materialized_keys = materialized_keys
+        self.materialized = materialized.MaterializedColumns.of(materialized_keys)
         self.query_timeout = query_timeout
         self._local = threading.local()
         self._clients: list[Client] = []
@@ -84,7 +90,11 @@ class ClickHouse:
     def create_schema(self) -> None:
         """Create the database and tables (idempotent, safe from several replicas at once)."""
         bootstrap = self._connect(None)
-        statements = [f"CREATE DATABASE IF NOT EXISTS {self.database}", *schema_statements(self.database)]
+        statements = [
+            f"CREATE DATABASE IF NOT EXISTS {self.database}",
+            *schema_statements(self.database),
+            *materialized.add_column_statements(self.database, self.materialized_keys),
+        ]
         if self.cluster:
             statements = cluster_statements(statements[1:], self.database, self.cluster)
         try:

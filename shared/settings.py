@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contracts import materialized
+
 PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "test", "xxx", "todo"}
 MIN_KEY_LENGTH = 16
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -37,6 +39,11 @@ class CommonSettings(BaseSettings):
         "",
         alias="CLICKHOUSE_CLUSTER",
         description="A ClickHouse server cluster's name: create the cluster form of the schema",
+    )
+    materialized_properties_raw: str = Field(
+        ",".join(materialized.DEFAULT_KEYS),
+        alias="ANALYTICS_MATERIALIZED_PROPERTIES",
+        description="Event property keys stored in a column of their own (comma-separated; '' for none)",
     )
     data_dir: Path = Field(Path("data"), alias="ANALYTICS_DATA_DIR")
     topic_prefix: str = Field("analytics", alias="ANALYTICS_TOPIC_PREFIX", pattern=r"^[A-Za-z0-9._-]{1,100}$")
@@ -99,12 +106,22 @@ class CommonSettings(BaseSettings):
             raise ValueError("CLICKHOUSE_DATABASE must be a plain identifier")
         return value
 
+    @field_validator("materialized_properties_raw")
+    @classmethod
+    def materialized_keys_are_valid(cls, raw: str) -> str:
+        materialized.parse_keys(raw)
+        return raw
+
     @field_validator("clickhouse_cluster")
     @classmethod
     def cluster_is_identifier(cls, value: str) -> str:
         if value and not IDENTIFIER.match(value):
             raise ValueError("CLICKHOUSE_CLUSTER must be a plain identifier")
         return value
+
+    @property
+    def materialized_properties(self) -> tuple[str, ...]:
+        return materialized.parse_keys(self.materialized_properties_raw)
 
     @property
     def ingest_keys(self) -> tuple[SecretStr, ...]:

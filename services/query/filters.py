@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from shared.contracts import property_types as pt
+from shared.contracts.materialized import NONE, MaterializedColumns
 from shared.contracts.storage import PERSON_PROPERTIES
 
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -86,6 +87,18 @@ def json_sql(ref: PropertyRef) -> str:
     """The SQL of the JSON text a property is read from (a function: the field `property` shadows the
     builtin in the model's body)."""
     return SOURCES[ref.source]
+
+
+def value_source(
+    ref: PropertyRef, param: str, params: dict[str, Any], columns: MaterializedColumns = NONE
+) -> tuple[str, str | None]:
+    """(source, key) for property_types: the materialized column holding the value's JSON text when
+    the event property has one (key None), else the JSON object and the key as `{param:String}`."""
+    column = columns.column(ref.property) if ref.source == "event" else None
+    if column is not None:
+        return column, None
+    params[param] = ref.property
+    return json_sql(ref), f"{{{param}:String}}"
 
 
 def property_ref(value: Any) -> Any:
@@ -175,16 +188,21 @@ def pattern_problem(value: Any) -> str | None:
     return None
 
 
-def filter_sql(flt: PropertyFilter, name: str, params: dict[str, Any]) -> str:
-    """A boolean SQL expression for one filter; its key and values go into `params` under `name`."""
-    params[f"{name}_k"] = flt.property
+def filter_sql(
+    flt: PropertyFilter, name: str, params: dict[str, Any], columns: MaterializedColumns = NONE
+) -> str:
+    """A boolean SQL expression for one filter; its key and values go into `params` under `name`
+    (the key read from its materialized column when `columns` has one)."""
+    source, key = value_source(flt, f"{name}_k", params, columns)
     if flt.op in NEGATIONS:
-        return f"(NOT {positive_sql(NEGATIONS[flt.op], flt, name, params)})"
-    return positive_sql(flt.op, flt, name, params)
+        return f"(NOT {positive_sql(NEGATIONS[flt.op], flt, name, params, (source, key))})"
+    return positive_sql(flt.op, flt, name, params, (source, key))
 
 
-def positive_sql(op: str, flt: PropertyFilter, name: str, params: dict[str, Any]) -> str:
-    source, key, value_name = json_sql(flt), f"{{{name}_k:String}}", f"{name}_v"
+def positive_sql(
+    op: str, flt: PropertyFilter, name: str, params: dict[str, Any], read: tuple[str, str | None]
+) -> str:
+    (source, key), value_name = read, f"{name}_v"
     if op == "is_set":
         return pt.is_set(source, key)
     if op == "in":
@@ -210,7 +228,7 @@ def positive_sql(op: str, flt: PropertyFilter, name: str, params: dict[str, Any]
     return equals_sql(source, key, flt.value, value_name, params)
 
 
-def between_sql(source: str, key: str, value: Any, name: str, params: dict[str, Any]) -> str:
+def between_sql(source: str, key: str | None, value: Any, name: str, params: dict[str, Any]) -> str:
     """low <= value <= high, for numbers or ISO 8601 dates."""
     low, high = value
     if is_number(low):
@@ -223,7 +241,7 @@ def between_sql(source: str, key: str, value: Any, name: str, params: dict[str, 
     return f"({pt.is_string(source, key)} AND {inside})"
 
 
-def equals_sql(source: str, key: str, value: Any, name: str, params: dict[str, Any]) -> str:
+def equals_sql(source: str, key: str | None, value: Any, name: str, params: dict[str, Any]) -> str:
     """The property equals `value`, compared within the value's JSON kind."""
     if isinstance(value, bool):
         params[name] = int(value)
@@ -235,7 +253,7 @@ def equals_sql(source: str, key: str, value: Any, name: str, params: dict[str, A
     return f"({pt.is_string(source, key)} AND {pt.as_string(source, key)} = {{{name}:String}})"
 
 
-def in_sql(source: str, key: str, values: list[Any], name: str, params: dict[str, Any]) -> str:
+def in_sql(source: str, key: str | None, values: list[Any], name: str, params: dict[str, Any]) -> str:
     """The property equals one of `values`: one `has()` per JSON kind present in the list."""
     kinds = [
         ([int(v) for v in values if isinstance(v, bool)], "UInt8", pt.is_boolean, pt.as_boolean),
@@ -251,13 +269,16 @@ def in_sql(source: str, key: str, values: list[Any], name: str, params: dict[str
     return f"({' OR '.join(parts)})" if parts else "0"
 
 
-def all_filters_sql(filters: list[PropertyFilter], prefix: str, params: dict[str, Any]) -> str:
+def all_filters_sql(
+    filters: list[PropertyFilter], prefix: str, params: dict[str, Any], columns: MaterializedColumns = NONE
+) -> str:
     """The AND of several filters ("1" when there are none)."""
-    parts = [filter_sql(f, f"{prefix}{i}", params) for i, f in enumerate(filters)]
+    parts = [filter_sql(f, f"{prefix}{i}", params, columns) for i, f in enumerate(filters)]
     return " AND ".join(parts) if parts else "1"
 
 
-def bucket_sql(breakdown: PropertyRef, name: str, params: dict[str, Any]) -> str:
+def bucket_sql(
+    breakdown: PropertyRef, name: str, params: dict[str, Any], columns: MaterializedColumns = NONE
+) -> str:
     """The breakdown bucket (kind, number, text) of a row for `breakdown` (its name goes into `params`)."""
-    params[name] = breakdown.property
-    return pt.bucket(pt.raw(json_sql(breakdown), f"{{{name}:String}}"))
+    return pt.bucket(pt.raw(*value_source(breakdown, name, params, columns)))

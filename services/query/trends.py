@@ -32,6 +32,7 @@ from services.query.trends_sql import (
 from shared.clickhouse import ClickHouse
 from shared.contracts.dates import FIRST_DAY, DateRange, Day
 from shared.contracts.limits import MAX_EVENT_NAME_LENGTH
+from shared.contracts.materialized import NONE, MaterializedColumns
 from shared.contracts.property_types import bucket_value
 from shared.contracts.storage import FINAL_SETTINGS
 from shared.errors import InvalidRequest
@@ -203,9 +204,10 @@ def number(math: str | None, value: Fraction) -> Number:
     return float(value)
 
 
-def build(request: TrendsRequest) -> tuple[str, dict[str, Any]]:
+def build(request: TrendsRequest, columns: MaterializedColumns = NONE) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters, reading event properties from their materialized `columns`, if any."""
     specs = [SeriesSpec(s.event, s.math, s.property, s.filters) for s in request.series]
-    return trends_sql(specs, request.periods(), request.interval, request.breakdown, request.filters)
+    return trends_sql(specs, request.periods(), request.interval, request.breakdown, request.filters, columns)
 
 
 Key = tuple[int, int, tuple[int, int], bool, tuple[Any, ...]]
@@ -355,6 +357,6 @@ def formula_result(
 
 async def run_trends(clickhouse: ClickHouse, request: TrendsRequest, timeout: float) -> TrendsResponse:
     """Build, execute (FINAL, with the timeout) and parse one trend."""
-    sql, params = build(request)
+    sql, params = build(request, clickhouse.materialized)
     rows = await clickhouse.query(sql, params, settings=FINAL_SETTINGS, timeout=timeout)
     return parse(rows, request)

@@ -3,13 +3,16 @@ one before) and breakdown value, so all of them read the same snapshot of the ta
 events are read once per period.
 
 Each series' rows are its deduplicated events (FINAL) inside the period's local days (earlier days too
-for weekly_active / monthly_active, which look back), with the person, the local day, the time bucket
-key, the breakdown bucket, the property read for arithmetic (`x`, NULL when not a usable number) and
+for weekly_active / monthly_active, which look back), with the person (0 for maths that count none),
+the local day, the time bucket key, the breakdown value's JSON text (`raw_v`; from its materialized
+column when it has one), the property read for arithmetic (`x`, NULL when not a usable number) and
 whether a set value was skipped (`bad`). Then, in stages over small intermediate rows:
 
 1. `states`: per time bucket (per day too for dau) and raw breakdown value: counts, sums, mins, maxes,
    the numbers themselves for quantiles, and persons as a uniqExact *state*, so that buckets merge
-   into the period's total, and values into "Other", counting each person once;
+   into the period's total, and values into "Other", counting each person once. Rows are grouped by
+   the value's JSON text, and the groups of texts with one bucket (`1` and `1.0`) then merged: the
+   bucket is computed per group, not per row;
 2. `ranked`: with a breakdown, the first series' exact total per value over the range (window
    functions merging its buckets' states), and the top 25 of the values seen in the range (ties by the
    bucket order); every other value becomes OTHER;
@@ -28,10 +31,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, bucket_sql, json_sql
+from services.query.filters import PropertyFilter, PropertyRef, all_filters_sql, value_source
 from services.query.intervals import Bucket, Interval, key_sql
 from services.query.timezones import LocalRange
 from shared.contracts import property_types as pt
+from shared.contracts.materialized import NONE, MaterializedColumns
 from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 25
@@ -40,6 +44,7 @@ OTHER_KIND = 9
 OTHER = f"(toUInt8({OTHER_KIND}), toFloat64(0), '')"
 NO_BREAKDOWN = f"(toUInt8({pt.BUCKET_NONE}), toFloat64(0), '')"
 ACTIVE_DAYS = {"weekly_active": 7, "monthly_active": 30}
+PERSON_MATHS = {"unique_persons", "per_person_avg", "dau", *ACTIVE_DAYS}
 QUANTILES = {"median": (1, 2), "p90": (9, 10), "p95": (19, 20), "p99": (99, 100)}
 PROPERTY_MATHS = {"sum", "avg", "min", "max", *QUANTILES}
 DECIMAL_0 = "toDecimal256(0, 6)"
@@ -68,7 +73,7 @@ def rows_sql(
     i: int, p: int, spec: SeriesSpec, period: Period, interval: Interval, context: dict[str, Any]
 ) -> str:
     """The series' rows in one period (see the module doc)."""
-    params, breakdown = context["params"], context["breakdown"]
+    params, breakdown, columns = context["params"], context["breakdown"], context["columns"]
     lookback = ACTIVE_DAYS.get(spec.math, 1) - 1
     local = LocalRange(period.local.zone, period.local.first - timedelta(days=lookback), period.local.last)
     prefix = f"z{i}{p}"
@@ -77,18 +82,20 @@ def rows_sql(
     if spec.event != ALL_EVENTS:
         params[f"s{i}_e"] = spec.event
         conditions.insert(0, f"event = {{s{i}_e:String}}")
-    conditions.append(all_filters_sql(spec.filters, f"s{i}f", params))
+    conditions.append(all_filters_sql(spec.filters, f"s{i}f", params, columns))
     conditions.append(context["global_filters"])
     x, bad = NO_NUMBER, "toUInt8(0)"
     if spec.property is not None:
-        params[f"s{i}_x"] = spec.property.property
-        source, key = json_sql(spec.property), f"{{s{i}_x:String}}"
+        source, key = value_source(spec.property, f"s{i}_x", params, columns)
         x = pt.as_decimal(source, key)
         bad = f"toUInt8({pt.is_set(source, key)} AND isNull(x))"
-    bk = bucket_sql(breakdown, "bk_k", params) if breakdown is not None else NO_BREAKDOWN
+    # The breakdown value's JSON text: rows are grouped by it, and its bucket computed once per group.
+    text = pt.raw(*value_source(breakdown, "bk_k", params, columns)) if breakdown is not None else "''"
+    # Maths that count no persons skip the person lookup.
+    person = PERSON if spec.math in PERSON_MATHS else "toUInt64(0)"
     return f"""
-        SELECT {PERSON} AS person, {local.local_day_sql(prefix=prefix)} AS day,
-               {key_sql(interval, local, prefix)} AS tb, {bk} AS raw_bk, {x} AS x, {bad} AS bad
+        SELECT {person} AS person, {local.local_day_sql(prefix=prefix)} AS day,
+               {key_sql(interval, local, prefix)} AS tb, {text} AS raw_v, {x} AS x, {bad} AS bad
         FROM {EVENTS_TABLE} FINAL
         WHERE {" AND ".join(conditions)}"""
 
@@ -102,11 +109,11 @@ def quantile_pick(p: int, q: int, higher: bool, xs: str) -> str:
     return f"if(length({xs}) = 0, {NO_NUMBER}, arrayElement({xs}, {rank}))"
 
 
-def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> str:
+def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str, broken_down: bool) -> str:
     """Stage 1 of one series in one period (module doc)."""
     head = f"toInt8({i}) AS series, toUInt8({p}) AS period"
     math = spec.math
-    wanted = math in ("unique_persons", "per_person_avg", "dau", *ACTIVE_DAYS)
+    wanted = math in PERSON_MATHS
     persons = f"uniqExactState{'' if wanted else 'If'}(person{'' if wanted else ', false'}) AS persons"
     numbers = math in PROPERTY_MATHS
     dsum = f"coalesce(sum(toDecimal256(x, 6)), {DECIMAL_0})" if math in ("sum", "avg") else DECIMAL_0
@@ -122,16 +129,28 @@ def states_sql(i: int, p: int, spec: SeriesSpec, period: Period, rows: str) -> s
         return f"""
         SELECT {head}, {{{name}_k1:Array(Int64)}}[j] AS k1, {{{name}_k2:Array(Int64)}}[j] AS k2,
                toUInt8(0) AS is_total, toInt64(0) AS day, raw_bk, {pieces}
-        FROM (SELECT DISTINCT person, day AS seen, raw_bk, CAST(NULL, 'Nullable(Decimal(38, 6))') AS x,
+        FROM (SELECT DISTINCT person, day AS seen, {pt.bucket("raw_v")} AS raw_bk,
+                     CAST(NULL, 'Nullable(Decimal(38, 6))') AS x,
                      toUInt8(0) AS bad FROM ({rows}))
         ARRAY JOIN arrayFilter(j -> {ends}[j] >= seen AND {ends}[j] < seen + {window}, arrayEnumerate({ends}))
             AS j
         GROUP BY j, raw_bk"""
     by_day = "day" if math == "dau" else "toInt64(0)"
-    return f"""
-        SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day, raw_bk, {pieces}
+    if not broken_down:
+        return f"""
+        SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day,
+               {NO_BREAKDOWN} AS raw_bk, {pieces}
         FROM ({rows})
-        GROUP BY k1, k2, day, raw_bk"""
+        GROUP BY k1, k2, day"""
+    # Grouped by the value's text, then the texts' groups merged per bucket (`1` and `1.0` are one).
+    return f"""
+        SELECT series, period, k1, k2, is_total, day, {pt.bucket("raw_v")} AS raw_bk, sum(events) AS events,
+               uniqExactMergeState(persons) AS persons, sum(dsum) AS dsum, sum(numbers) AS numbers,
+               sum(skipped) AS skipped, min(low) AS low, max(high) AS high, groupArrayArray(xs) AS xs
+        FROM (SELECT {head}, tb.1 AS k1, tb.2 AS k2, toUInt8(0) AS is_total, {by_day} AS day, raw_v, {pieces}
+              FROM ({rows})
+              GROUP BY k1, k2, day, raw_v)
+        GROUP BY series, period, k1, k2, is_total, day, raw_bk"""
 
 
 def rank_sql(spec: SeriesSpec, last: tuple[int, int]) -> str:
@@ -226,13 +245,16 @@ def trends_sql(
     interval: Interval,
     breakdown: PropertyRef | None,
     global_filters: list[PropertyFilter],
+    columns: MaterializedColumns = NONE,
 ) -> tuple[str, dict[str, Any]]:
-    """The whole statement and its parameters."""
+    """The whole statement and its parameters; event properties with a column in `columns` are read
+    from it."""
     params: dict[str, Any] = {}
     context = {
         "params": params,
         "breakdown": breakdown,
-        "global_filters": all_filters_sql(global_filters, "gf", params),
+        "columns": columns,
+        "global_filters": all_filters_sql(global_filters, "gf", params, columns),
     }
     parts = []
     for p, period in enumerate(periods):
@@ -240,7 +262,7 @@ def trends_sql(
             rows = rows_sql(i, p, spec, period, interval, context)
             if spec.math in ACTIVE_DAYS:
                 params.update(active_parameters(i, p, period))
-            parts.append(states_sql(i, p, spec, period, rows))
+            parts.append(states_sql(i, p, spec, period, rows, breakdown is not None))
     states = "\nUNION ALL\n".join(parts)
     if breakdown is None:
         ranked = f"SELECT *, raw_bk AS bk FROM ({states})"

@@ -7,7 +7,9 @@ are four different values, `"12.5"` is a string and never a number. Null and a m
 ("not set"); objects and arrays are set but equal nothing and are neither numbers nor strings.
 
 Each function takes `source`, the SQL of a JSON object's text (`properties`, or a person's properties),
-and `key`, the SQL of the key: a server-side parameter (`{k:String}`) or one of our own constants.
+and `key`, the SQL of the key: a server-side parameter (`{k:String}`) or one of our own constants; or
+`key` None and `source` the SQL of the value's JSON text itself (a materialized column holding
+`raw(properties, key)`: shared/contracts/materialized.py), so both read the same text.
 """
 
 from __future__ import annotations
@@ -33,49 +35,58 @@ DATE_PATTERN = (
 )
 
 
-def raw(source: str, key: str) -> str:
+def raw(source: str, key: str | None) -> str:
     """The value's JSON text ('' when the key is missing). Every test below reads this small text
     instead of parsing the whole object again (ClickHouse computes the same expression once)."""
-    return f"JSONExtractRaw({source}, {key})"
+    return source if key is None else f"JSONExtractRaw({source}, {key})"
 
 
-def json_type(source: str, key: str) -> str:
+def json_type(source: str, key: str | None) -> str:
     """ClickHouse's JSONType of the value: 'Null' for a missing key too."""
     return f"JSONType({raw(source, key)})"
 
 
-def is_set(source: str, key: str) -> str:
+def is_set(source: str, key: str | None) -> str:
     return f"({raw(source, key)} NOT IN ('', 'null'))"
 
 
-def is_string(source: str, key: str) -> str:
+def is_string(source: str, key: str | None) -> str:
     return f"startsWith({raw(source, key)}, '\"')"
 
 
-def is_number(source: str, key: str) -> str:
+def is_number(source: str, key: str | None) -> str:
     return f"({json_type(source, key)} IN {NUMBER_TYPES})"
 
 
-def is_boolean(source: str, key: str) -> str:
+def is_boolean(source: str, key: str | None) -> str:
     return f"({raw(source, key)} IN ('true', 'false'))"
 
 
-def as_string(source: str, key: str) -> str:
+def as_string(source: str, key: str | None) -> str:
     """The text of a string value (meaningful only where `is_string`)."""
-    return f"JSONExtractString({raw(source, key)})"
+    return string_text(raw(source, key))
 
 
-def as_float(source: str, key: str) -> str:
+def string_text(raw_value: str) -> str:
+    """The text of a string value from its JSON text: without a backslash (no escapes), the JSON text
+    is the string between its quotes, which is cut out rather than parsed; else JSONExtractString."""
+    return (
+        f"if(position({raw_value}, '\\\\') = 0, substring({raw_value}, 2, length({raw_value}) - 2), "
+        f"JSONExtractString({raw_value}))"
+    )
+
+
+def as_float(source: str, key: str | None) -> str:
     """A number as Float64, what comparisons use (meaningful only where `is_number`: JSONExtractFloat
     would also read the string "12" as 12)."""
     return f"JSONExtractFloat({raw(source, key)})"
 
 
-def as_boolean(source: str, key: str) -> str:
+def as_boolean(source: str, key: str | None) -> str:
     return f"toUInt8({raw(source, key)} = 'true')"
 
 
-def as_decimal(source: str, key: str) -> str:
+def as_decimal(source: str, key: str | None) -> str:
     """A number as Nullable(Decimal(38, 6)) for arithmetic; NULL for anything else (skipped)."""
     fits = f"{is_number(source, key)} AND abs({as_float(source, key)}) < {DECIMAL_LIMIT}"
     return f"if({fits}, JSONExtract({raw(source, key)}, 'Nullable(Decimal(38, 6))'), NULL)"
@@ -86,7 +97,7 @@ def bucket(raw_value: str) -> str:
     is the filters' equality (numbers by Float64 value, -0 as 0) and whose order is the tie order."""
     return (
         f"multiIf(startsWith({raw_value}, '\"'), "
-        f"({BUCKET_STRING}, toFloat64(0), JSONExtractString({raw_value})), "
+        f"({BUCKET_STRING}, toFloat64(0), {string_text(raw_value)}), "
         f"{raw_value} = 'true', ({BUCKET_BOOLEAN}, toFloat64(1), ''), "
         f"{raw_value} = 'false', ({BUCKET_BOOLEAN}, toFloat64(0), ''), "
         f"{raw_value} IN ('', 'null') OR startsWith({raw_value}, '{{') OR startsWith({raw_value}, '['), "

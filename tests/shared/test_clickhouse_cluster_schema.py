@@ -28,7 +28,7 @@ from shared.clickhouse_cluster import (
     ClusterForm,
     cluster_statements,
 )
-from shared.contracts import catalogue, storage
+from shared.contracts import catalogue, materialized, storage
 from shared.contracts.persons import Link
 from shared.contracts.storage import schema_statements
 from tests.support import REPO
@@ -43,7 +43,10 @@ SQL_WORDS = {"SELECT", "FINAL", "numbers", "system"}
 
 
 def single_form() -> list[str]:
-    return schema_statements(DATABASE)
+    """What ClickHouse.create_schema runs (the materialized columns of the default keys last)."""
+    return schema_statements(DATABASE) + materialized.add_column_statements(
+        DATABASE, materialized.DEFAULT_KEYS
+    )
 
 
 def cluster_form() -> list[str]:
@@ -74,6 +77,13 @@ def engines() -> dict[str, str]:
         elif name and statement.startswith("CREATE DICTIONARY"):
             found[name.group(1)] = "DICTIONARY"
     return found
+
+
+def test_materialized_columns_are_added_to_the_local_and_the_distributed_events_tables() -> None:
+    column = materialized.column_name("plan")
+    added = [s for s in cluster_form() if f"ADD COLUMN IF NOT EXISTS {column} " in s]
+    tables = {re.match(r"ALTER TABLE \w+\.(\w+) ON CLUSTER", s).group(1) for s in added}  # type: ignore[union-attr]
+    assert tables == {storage.EVENTS_TABLE, storage.EVENTS_TABLE + "_local"}
 
 
 async def test_cluster_schema_parses_to_the_intended_layouts(clickhouse: ClickHouse) -> None:
