@@ -34,7 +34,7 @@ from typing import Any
 from services.query.filters import PropertyFilter, all_filters_sql
 from services.query.funnel_models import FunnelRequest
 from services.query.funnel_windows import period_index_sql, range_sql
-from services.query.properties import NO_KEY, key_sql
+from services.query.properties import KEY_TYPE, NO_KEY, key_sql
 from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 10
@@ -75,6 +75,24 @@ def matching_rows_sql(
         FROM {EVENTS_TABLE} FINAL
         WHERE {in_range} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(global_filters, "gf", params)} AND mask > 0"""
+
+
+def first_step_values_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
+    """person, ts, bk (the breakdown value), tie of every step-1 event in the range (the rows whose
+    mask has bit 0 in `matching_rows_sql`: the same conditions, the same parameters): the candidates
+    for the first-touch value, read by a scan of the step-1 event's granules only (the table's key
+    starts with `event`), where reading the value beside the steps reads the properties of every
+    matching event."""
+    first = request.steps[0]
+    params.update(event0=first.event, breakdown=request.breakdown.property if request.breakdown else "")
+    key = NO_BREAKDOWN_KEY if request.breakdown is None else key_sql("breakdown", request.breakdown)
+    return f"""
+        SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
+               CAST({key} AS {KEY_TYPE}) AS bk, {TIE_KEY} AS tie
+        FROM {EVENTS_TABLE} FINAL
+        WHERE {range_sql(request, params)} AND event = {{event0:String}}
+          AND {all_filters_sql(first.filters, "s0f", params)}
+          AND {all_filters_sql(request.filters, "gf", params)}"""
 
 
 def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "bk", tie: str = "tie") -> str:

@@ -1,23 +1,26 @@
-"""The plain funnel's one-pass shortcuts for other requests (funnel_sql.plain_trends_sql: the trends
-view) on hand-built events with the expected answers written out, and on random events against
-tests/reference.py: persons entering in several periods, several step-1 events in one period, ties on
-a millisecond, events matching two steps, time zones."""
+"""The shortcuts for requests near the plain funnel (funnel_sql.plain_trends_sql: its trends view;
+funnel_excluding: with exclusions) on hand-built events with the expected answers written out, and on
+random events against tests/reference.py: persons entering in several periods, several step-1 events,
+exclusions at the chains' boundaries and window ends, ties on a millisecond, events matching two
+steps or a step and an exclusion, copies of an event, time zones."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 from services.query.funnel import run_funnel
+from services.query.funnel_excluding import is_plain_excluding
 from services.query.funnel_models import FunnelRequest
 from services.query.funnel_sql import is_plain
 from shared.clickhouse import ClickHouse
 from tests import reference
 from tests.query.test_funnel import DAY, FILTERS, STEP, T0, t
-from tests.query.test_funnel_random import dense_events
+from tests.query.test_funnel_random import crowded_events, dense_events
 from tests.reference import Event, ev, load
 
 DAY_S = 86400
@@ -25,7 +28,7 @@ DAY_S = 86400
 
 async def ask(clickhouse: ClickHouse, events: list[Event], **body: Any) -> dict[str, Any]:
     request = FunnelRequest(**body)
-    assert is_plain(request), "not the shortcut's request"
+    assert is_plain(request) or is_plain_excluding(request), "not a shortcut's request"
     answer = (await run_funnel(clickhouse, request, timeout=30)).model_dump()
     assert answer == reference.funnel(events, body)
     return answer
@@ -110,6 +113,112 @@ def plain_trends(draw: st.DrawFn) -> dict[str, Any]:
 async def test_plain_trends_match_reference(
     clickhouse: ClickHouse, events: list[Event], body: dict[str, Any]
 ) -> None:
+    note(f"events={events!r}\nbody={body!r}")
+    await reference.clear(clickhouse)
+    await load(clickhouse, events)
+    await ask(clickhouse, events, **body)
+
+
+def counts(answer: dict[str, Any]) -> list[int]:
+    return [s["count"] for s in answer["funnel"]]
+
+
+def excluding(event: str, from_step: int, to_step: int) -> list[dict[str, Any]]:
+    return [{"event": event, "from_step": from_step, "to_step": to_step}]
+
+
+async def test_exclusions_at_the_chains_boundaries(clickhouse: ClickHouse) -> None:
+    events = [
+        *[ev("a", "at_start", t(0)), ev("x", "at_start", t(0)), ev("b", "at_start", t(1))],  # not after a
+        *[ev("a", "at_end", t(0)), ev("x", "at_end", t(1)), ev("b", "at_end", t(1))],  # not before b
+        *[ev("a", "inside", t(0)), ev("x", "inside", t(0.001)), ev("b", "inside", t(1))],  # excluded
+        *[ev("a", "window_end", t(0)), ev("x", "window_end", t(10))],  # no b: excluded to its window's end
+        *[ev("a", "after", t(0)), ev("x", "after", t(10.001))],  # after the window: counts at step 0
+        # a@0's chain is excluded, a@2's avoids x: counted, converting in 3 s
+        *[ev("a", "two", t(0)), ev("x", "two", t(1)), ev("a", "two", t(2)), ev("b", "two", t(5))],
+    ]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "b"], "start_date": DAY, "end_date": DAY, "window_seconds": 10}
+    answer = await ask(clickhouse, events, **body, exclusions=excluding("x", 0, 1))
+    assert counts(answer) == [4, 3]
+    assert answer["funnel"][1]["average_conversion_seconds"] == 1.667  # 1, 1 and 3 s
+    assert answer["funnel"][1]["median_conversion_seconds"] == 1.0
+
+
+async def test_exclusion_on_a_step_event_outside_its_span(clickhouse: ClickHouse) -> None:
+    """Steps a -> b -> c, a excluded between b and c: an a row is a step-1 row and an exclusion row."""
+    events = [
+        *[ev("a", "p1", t(0)), ev("b", "p1", t(1)), ev("a", "p1", t(2)), ev("c", "p1", t(3))],  # excluded
+        *[ev("a", "p2", t(0)), ev("b", "p2", t(1)), ev("c", "p2", t(3)), ev("a", "p2", t(4))],  # converted
+        *[ev("a", "p3", t(0)), ev("b", "p3", t(1)), ev("a", "p3", t(2))],  # b's chain is cut: excluded
+        *[ev("a", "p4", t(0)), ev("b", "p4", t(1)), ev("a", "p4", t(2)), ev("b", "p4", t(3))],  # a@2 -> b@3
+    ]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "b", "c"], "start_date": DAY, "end_date": DAY, "window_seconds": 10}
+    answer = await ask(clickhouse, events, **body, exclusions=excluding("a", 1, 2))
+    assert counts(answer) == [2, 2, 1]  # p1: level 3, its one chain excluded; p3 too (level 2)
+
+
+async def test_exclusions_with_repeated_step_events_and_breakdown(clickhouse: ClickHouse) -> None:
+    """Steps a -> a -> b (rows matching two steps), the first-touch value, ties and copies."""
+    first = ev("a", "tied", t(0), plan="free")
+    events = [
+        # two a's of one millisecond: the one received first gives the value; a@0 -> a@1 -> b@2
+        first,
+        dataclasses.replace(ev("a", "tied", t(0), plan="pro"), received_at=t(0.5)),
+        *[ev("a", "tied", t(1)), ev("b", "tied", t(2))],
+        # a copy of its a@0 received later replaces it (plan team); x after step 1 is outside the span
+        *[
+            (kept := ev("a", "copied", t(0), plan="free")),
+            dataclasses.replace(kept, received_at=t(9), properties={"plan": "team"}),
+        ],
+        *[ev("a", "copied", t(1)), ev("x", "copied", t(1.5)), ev("b", "copied", t(2))],
+        # the earliest a gives the value even when the conversion chain (a@1 -> a@2 -> b) starts later
+        *[ev("a", "later", t(0), plan="free"), ev("x", "later", t(0.5)), ev("a", "later", t(1), plan="pro")],
+        *[ev("a", "later", t(2)), ev("b", "later", t(3))],
+    ]
+    await load(clickhouse, events)
+    body = {"steps": ["a", "a", "b"], "start_date": DAY, "end_date": DAY, "window_seconds": 10}
+    answer = await ask(clickhouse, events, **body, exclusions=excluding("x", 0, 1), breakdown="plan")
+    assert counts(answer) == [3, 3, 3]
+    assert [(b["value"], counts(b)) for b in answer["breakdown"]] == [
+        ("free", [2, 2, 2]),
+        ("team", [1, 1, 1]),
+    ]
+
+
+@st.composite
+def plain_excluding(draw: st.DrawFn) -> dict[str, Any]:
+    steps = draw(
+        st.sampled_from([["a", "b"], ["a", "b", "c"], ["a", "b", "a"], ["a", "a", "b"], ["b", "a", "c"]])
+    )
+    first = draw(st.integers(0, len(steps) - 2))
+    spans = [(first, draw(st.integers(first + 1, len(steps) - 1)))]
+    if draw(st.booleans()):
+        spans.append((0, len(steps) - 1))
+    body: dict[str, Any] = {
+        "steps": steps,
+        "start_date": DAY,
+        "end_date": DAY,
+        "window_seconds": draw(st.integers(1, 3)),
+        "exclusions": [
+            {"event": draw(st.sampled_from("abcx")), "from_step": a, "to_step": b} for a, b in spans
+        ],
+        "filters": draw(st.lists(FILTERS, max_size=1)),
+    }
+    view = draw(st.sampled_from(["steps", "steps", "time_to_convert"]))
+    if view == "steps" and draw(st.booleans()):
+        body["breakdown"] = "plan"
+    body["view"] = view
+    return body
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=crowded_events("abcxx"), body=plain_excluding())
+async def test_plain_exclusions_match_reference(
+    clickhouse: ClickHouse, events: list[Event], body: dict[str, Any]
+) -> None:
+    assume(not FunnelRequest(**body).problems())
     note(f"events={events!r}\nbody={body!r}")
     await reference.clear(clickhouse)
     await load(clickhouse, events)
