@@ -4,8 +4,9 @@ steps view; the other views (funnel_views) and the persons list (funnel_persons)
 A unit (a person, or with `counting: totals` each step-1 event) reaches step k when it has a chain
 step 1 -> ... -> step k by the mode's rule (README "Funnels"). count_k counts units reaching step k;
 each event_id counts once (the table is read with FINAL). The plain funnel is answered by
-funnel_sql, everything else by the general search in funnel_chains; both give per unit its level,
-the times of its conversion chain and its bucket's value.
+funnel_sql, the plain funnel with exclusions by funnel_excluding, everything else by the general
+search in funnel_chains; all give per unit its level, the times of its conversion chain and its
+bucket's value.
 """
 
 from __future__ import annotations

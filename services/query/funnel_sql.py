@@ -16,8 +16,9 @@ first; of those, the one with the latest step-1 event; its other steps as early 
   one pass over their sorted keys (`conversion_chain_fold`): per level the latest start of a chain
   reaching it and that chain (steps as early as possible); the first time a level is reached, its
   chain becomes the conversion chain. The fold runs on an empty array for the other persons.
-  Every other request (exclusions, hold_constant, other modes, month windows, totals, trends,
-  attribution rules) is answered by the general search in funnel_chains.py.
+  The trends view of a plain funnel is one pass too (`plain_trends_sql`). Every other request
+  (exclusions, hold_constant, other modes, month windows, totals, attribution rules) is answered by
+  the general search in funnel_chains.py.
 
 The breakdown value is the person's first step-1 event's; among simultaneous ones (README, Definitions:
 "Order and ties") the one received first, then the smaller event_id as text (the `tie` column).
@@ -32,8 +33,8 @@ from typing import Any
 
 from services.query.filters import PropertyFilter, all_filters_sql
 from services.query.funnel_models import FunnelRequest
-from services.query.funnel_windows import range_sql
-from services.query.properties import NO_KEY, key_sql
+from services.query.funnel_windows import period_index_sql, range_sql
+from services.query.properties import KEY_TYPE, NO_KEY, key_sql
 from shared.contracts.storage import EVENTS_TABLE, PERSON
 
 TOP_BREAKDOWN_VALUES = 10
@@ -74,6 +75,24 @@ def matching_rows_sql(
         FROM {EVENTS_TABLE} FINAL
         WHERE {in_range} AND event IN {{events:Array(String)}}
           AND {all_filters_sql(global_filters, "gf", params)} AND mask > 0"""
+
+
+def first_step_values_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
+    """person, ts, bk (the breakdown value), tie of every step-1 event in the range (the rows whose
+    mask has bit 0 in `matching_rows_sql`: the same conditions, the same parameters): the candidates
+    for the first-touch value, read by a scan of the step-1 event's granules only (the table's key
+    starts with `event`), where reading the value beside the steps reads the properties of every
+    matching event."""
+    first = request.steps[0]
+    params.update(event0=first.event, breakdown=request.breakdown.property if request.breakdown else "")
+    key = NO_BREAKDOWN_KEY if request.breakdown is None else key_sql("breakdown", request.breakdown)
+    return f"""
+        SELECT {PERSON} AS person, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
+               CAST({key} AS {KEY_TYPE}) AS bk, {TIE_KEY} AS tie
+        FROM {EVENTS_TABLE} FINAL
+        WHERE {range_sql(request, params)} AND event = {{event0:String}}
+          AND {all_filters_sql(first.filters, "s0f", params)}
+          AND {all_filters_sql(request.filters, "gf", params)}"""
 
 
 def first_key(breakdown: bool, is_first_step: str, ts: str = "ts", key: str = "bk", tie: str = "tie") -> str:
@@ -149,6 +168,50 @@ def plain_ordered_units_sql(rows: str, steps: int, breakdown: bool, one_step_per
             FROM (SELECT person, ts, bk, tie, {step} AS step FROM ({rows}))
             GROUP BY person)
         WHERE level > 0"""
+
+
+def plain_trends_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
+    """(period, entries, entries reaching the last step) of the trends view of a plain funnel
+    (`is_plain`), one pass over persons instead of the general search's.
+
+    A unit is a person and the period of a chain's step-1 event; its level, the highest step its chains
+    reach, is windowFunnel's over the person's rows with step 1 restricted to that period's step-1
+    events (windowFunnel's level is the longest chain starting at an event meeting the first condition:
+    see the module doc for why the keys make it exact). A person whose step-1 events all lie in one
+    period has one unit, and its chains are all the person's: its level is the person's. Only the
+    others (step-1 events in several periods) run windowFunnel once per period, on their key array.
+    The period is compared, not the time: in a zone whose clock steps back over midnight the local
+    day of a later instant can be the earlier day."""
+    n = len(request.steps)
+    scaled = request.window_ms * 32
+    params.update(window_scaled=scaled, window_funnel=f"windowFunnel({scaled})")  # arrayReduce's name
+    steps = [(s.event, s.filters) for s in request.steps]
+    rows = matching_rows_sql(steps, request.filters, None, params, range_sql(request, params))
+    step = "bitCount(mask - 1) + 1"  # as in plain_ordered_units_sql
+    if len({event for event, _ in steps}) < n:
+        step = f"arrayJoin(arrayFilter(j -> bitTest(mask, j - 1), range(1, {n + 1})))"
+    conditions = ", ".join(f"step = {j}" for j in range(1, n + 1))
+    of_key = period_index_sql(request, request.interval, "intDiv(k, 32)")
+    each = ", ".join(f"arrayMap(k -> k % 32 = {31 - j}, keys)" for j in range(2, n + 1))
+    in_period = f"arrayMap(k -> k % 32 = 30 AND {of_key} = q, keys)"
+    periods = f"arrayDistinct(arrayMap(k -> {of_key}, arrayFilter(k -> k % 32 = 30, keys)))"
+    level_in = f"arrayReduce({{window_funnel:String}}, keys, {in_period}, {each})"
+    per_period = f"arrayMap(q -> (q, {level_in}), {periods})"
+    units = f"if(first_period = last_period, [(first_period, level)], {per_period})"
+    return f"""
+        SELECT unit.1 AS period, count(), countIf(unit.2 = {n})
+        FROM (
+            SELECT windowFunnel({{window_scaled:UInt64}})(key, {conditions}) AS level,
+                   minIf(period, step = 1) AS first_period, maxIf(period, step = 1) AS last_period,
+                   groupArray(key) AS keys
+            FROM (SELECT person, toUInt64(ts * 32 + 31 - step) AS key, step,
+                         {period_index_sql(request, request.interval, "ts")} AS period
+                  FROM (SELECT person, ts, {step} AS step FROM ({rows})))
+            GROUP BY person
+            HAVING countIf(step = 1) > 0)
+        ARRAY JOIN {units} AS unit
+        GROUP BY period
+        ORDER BY period"""
 
 
 def hall_tests(steps: list[tuple[str, list[PropertyFilter]]]) -> tuple[list[int], list[list[int]]]:

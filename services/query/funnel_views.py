@@ -14,6 +14,7 @@ from services.query.funnel_models import (
     TimeToConvertResponse,
     TrendPoint,
 )
+from services.query.funnel_sql import is_plain, plain_trends_sql
 from services.query.funnel_units import entry_unit, units_sql
 from services.query.funnel_windows import period_index, period_start
 from services.query.rounding import percentage, seconds
@@ -71,7 +72,10 @@ async def run_time_to_convert(
 
 def trends_sql(request: FunnelRequest, params: dict[str, Any]) -> str:
     """(period index, entries, entries that reached the last step) per period with entries: a person
-    enters in the period of each chain start, an entry of counting totals in its step-1 event's."""
+    enters in the period of each chain start, an entry of counting totals in its step-1 event's. A
+    plain funnel's are counted in one pass over persons (funnel_sql.plain_trends_sql)."""
+    if is_plain(request):
+        return plain_trends_sql(request, params)
     unit = "event" if request.counting == "totals" else "period"
     return f"""
         SELECT period, countIf(level > 0), countIf(level = {len(request.steps)})
