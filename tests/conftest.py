@@ -6,7 +6,6 @@ Each test gets its own topic prefix (so its own topics and consumer groups) and 
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from shared.clickhouse import ClickHouse
-from tests.support import Environment, ServiceProcess, docker_answers, start_local_broker, unique_name
+from tests.support import (
+    Environment,
+    ServiceProcess,
+    docker_answers,
+    fresh_database,
+    start_local_broker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +64,8 @@ def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def clickhouse(clickhouse_server_url: str | None, chdb_path: Path) -> AsyncIterator[ClickHouse]:
     """ClickHouse with the schema in a fresh database, for tests that load rows directly."""
-    url = clickhouse_server_url or f"chdb://{chdb_path}"
-    client = ClickHouse(url, unique_name("db_"))
-    await asyncio.to_thread(client.create_schema)
-    try:
+    async with fresh_database(clickhouse_server_url or f"chdb://{chdb_path}") as client:
         yield client
-    finally:
-        try:
-            await client.command(f"DROP DATABASE IF EXISTS {client.database}")
-        finally:
-            client.close()
 
 
 @pytest.fixture

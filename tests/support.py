@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from deploy.kafka.broker import KafkaBroker, free_port
 from deploy.processes import ServiceProcess
+from shared.clickhouse import ClickHouse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +34,20 @@ KEY_ENV = {
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def fresh_database(url: str, **options: Any) -> AsyncIterator[ClickHouse]:
+    """ClickHouse with the schema in a fresh database (`options` for the client), dropped after."""
+    client = ClickHouse(url, unique_name("db_"), **options)
+    await asyncio.to_thread(client.create_schema)
+    try:
+        yield client
+    finally:
+        try:
+            await client.command(f"DROP DATABASE IF EXISTS {client.database}")
+        finally:
+            client.close()
 
 
 def docker_answers() -> bool:

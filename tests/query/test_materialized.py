@@ -22,7 +22,7 @@ from shared.contracts.storage import EVENTS_TABLE, FINAL_SETTINGS
 from shared.settings import CommonSettings
 from tests import reference
 from tests.reference import Event, ev, load
-from tests.support import unique_name
+from tests.support import fresh_database, unique_name
 
 KEYS = ("plan", "amount", "$browser", "odd.key-1")
 VALUES: list[Any] = [
@@ -64,17 +64,9 @@ FILTERS = [
 @pytest.fixture
 async def mat_clickhouse(clickhouse_server_url: str | None, chdb_path: Path) -> AsyncIterator[ClickHouse]:
     """A fresh database whose events table materializes KEYS."""
-    client = ClickHouse(
-        clickhouse_server_url or f"chdb://{chdb_path}", unique_name("db_"), materialized_keys=KEYS
-    )
-    await asyncio.to_thread(client.create_schema)
-    try:
+    url = clickhouse_server_url or f"chdb://{chdb_path}"
+    async with fresh_database(url, materialized_keys=KEYS) as client:
         yield client
-    finally:
-        try:
-            await client.command(f"DROP DATABASE IF EXISTS {client.database}")
-        finally:
-            client.close()
 
 
 def test_column_names_are_ours_and_never_collide() -> None:
