@@ -5,15 +5,19 @@
 Fills the events topic of a private broker with the messages ingest produces for requests of `--batch`
 events (1: one message per event, as a single-event POST sends; 100: one envelope per partition, about
 25 events each with 4 partitions), built by ingest's own code. Then starts `--target stream,query` and
-times until /stats counts every event. Prints the rate and the processor's CPU use; add `--profile` for
-a py-spy profile of the processor (raw format, for flame graphs).
+times until /stats counts every event. Prints the rate and the processor's CPU use (CPU seconds of the
+process over the drain, and per thread name: the event loop's Python, chDB's query and merge pools, the
+client's executor threads); add `--profile` for a py-spy profile of the processor (raw format, for flame
+graphs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -51,6 +55,28 @@ def request_messages(count: int, batch: int, partitions: int) -> list[tuple[byte
     return [(m.key or b"", m.value) for m in messages]
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread name of a process, from /proc: `main` for the event
+    loop's thread, chDB's pools by the names they give their threads, `python` for the other Python
+    threads (the ClickHouse client's executor, whose calls into chDB run part of each query)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = "main" if task.name == str(pid) else name.rstrip("0123456789_-") or name
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,6 +85,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per request (1: single-event POSTs)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the processor here")
+    parser.add_argument(
+        "--native", action="store_true", help="profile native frames too (chDB's), every thread"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-drain-"))
@@ -86,36 +115,32 @@ def main() -> None:
         }
         processor = ServiceProcess("stream,query", env, workdir).start()
         cpu = psutil.Process(processor.pid)
-        cpu.cpu_percent()
+        cpu_before, threads_before = cpu_seconds(cpu), thread_cpu(processor.pid)
         started = time.monotonic()
         spy = None
         if args.profile:
-            spy = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "--threads",
-                    "-d",
-                    "20",
-                    "-r",
-                    "50",
-                    "-f",
-                    "raw",
-                    "-o",
-                    str(args.profile),
-                    "-p",
-                    str(processor.pid),
-                ]
-            )
+            # Until the drain ends (SIGINT makes py-spy write what it has). Only the thread holding the
+            # GIL is sampled, so threads waiting in chDB or on a lock are not counted as busy; with
+            # --native, every thread with its native (chDB) frames instead.
+            sampled = ["--native", "--threads"] if args.native else ["--gil"]
+            command = ["py-spy", "record", *sampled, "-r", "50", "-f", "raw", "-o", str(args.profile)]
+            spy = subprocess.Popen([*command, "-p", str(processor.pid)])
         today = datetime.now(UTC).date().isoformat()
         while loaded_count(processor, READ_KEY, today) < args.events:
             time.sleep(0.5)
         took = time.monotonic() - started
+        used = cpu_seconds(cpu) - cpu_before
         print(
             f"drained {args.events:,} events in {took:.1f} s: {args.events / took:,.0f} events/s; "
-            f"processor CPU {cpu.cpu_percent():.0f}% (100% = one core)"
+            f"processor CPU {100 * used / took:.0f}% (100% = one core), {used:.1f} CPU s"
         )
+        threads = thread_cpu(processor.pid)
+        spent = {name: seconds - threads_before.get(name, 0.0) for name, seconds in threads.items()}
+        spent["ended threads"] = used - sum(spent.values())
+        ranked = sorted(spent.items(), key=lambda item: -item[1])
+        print("CPU s by thread: " + ", ".join(f"{name} {s:.1f}" for name, s in ranked if s >= 0.05))
         if spy is not None:
+            spy.send_signal(signal.SIGINT)
             spy.wait()
     finally:
         if processor is not None:
