@@ -26,6 +26,8 @@ from pathlib import Path
 
 import orjson
 import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import ingest as ingest_bench
 from bench.pipeline import loaded_count
@@ -53,6 +55,32 @@ def request_messages(count: int, batch: int, partitions: int) -> list[tuple[byte
     for start in range(0, count, batch):
         messages += event_messages(Topics(PREFIX).events, accepted[start : start + batch], partitions)
     return [(m.key or b"", m.value) for m in messages]
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def wait_committed(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> None:
+    """Until the processor's group has committed every message of the topic (it commits only what it
+    stored): asks the broker, so the wait costs the processor nothing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            offsets = await admin.list_consumer_group_offsets(group)
+            done = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+            if all(done.get(p, -1) >= end for p, end in ends.items()):
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -86,6 +114,14 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the processor here")
     parser.add_argument(
+        "--wait",
+        choices=("stats", "offsets"),
+        default="stats",
+        help="poll /stats until it counts every event (each poll is a query in the processor's process, "
+        "~70 ms CPU at 150k events, so the CPU figure grows with the drain's wall time), or the group's "
+        "committed offsets from the broker, then ask /stats once",
+    )
+    parser.add_argument(
         "--native", action="store_true", help="profile native frames too (chDB's), every thread"
     )
     args = parser.parse_args()
@@ -100,6 +136,8 @@ def main() -> None:
         rate = asyncio.run(
             ingest_bench.raw_producer_rate(broker.bootstrap_servers, Topics(PREFIX).events, messages)
         )
+        topics = Topics(PREFIX)
+        ends = asyncio.run(end_offsets(broker.bootstrap_servers, topics.events, args.partitions))
         print(f"filled the topic: {args.events:,} events in {len(messages):,} messages ({rate:,.0f} per s)")
         env = {
             "ANALYTICS_READ_KEYS": READ_KEY,
@@ -126,6 +164,8 @@ def main() -> None:
             command = ["py-spy", "record", *sampled, "-r", "50", "-f", "raw", "-o", str(args.profile)]
             spy = subprocess.Popen([*command, "-p", str(processor.pid)])
         today = datetime.now(UTC).date().isoformat()
+        if args.wait == "offsets":
+            asyncio.run(wait_committed(broker.bootstrap_servers, topics.loader_group, topics.events, ends))
         while loaded_count(processor, READ_KEY, today) < args.events:
             time.sleep(0.5)
         took = time.monotonic() - started
