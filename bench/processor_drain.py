@@ -153,7 +153,7 @@ def main() -> None:
         }
         processor = ServiceProcess("stream,query", env, workdir).start()
         cpu = psutil.Process(processor.pid)
-        cpu_before, threads_before = cpu_seconds(cpu), thread_cpu(processor.pid)
+        cpu_before, threads_before = cpu_seconds(cpu), thread_cpu(cpu.pid)
         started = time.monotonic()
         spy = None
         if args.profile:
@@ -174,7 +174,7 @@ def main() -> None:
             f"drained {args.events:,} events in {took:.1f} s: {args.events / took:,.0f} events/s; "
             f"processor CPU {100 * used / took:.0f}% (100% = one core), {used:.1f} CPU s"
         )
-        threads = thread_cpu(processor.pid)
+        threads = thread_cpu(cpu.pid)
         spent = {name: seconds - threads_before.get(name, 0.0) for name, seconds in threads.items()}
         spent["ended threads"] = used - sum(spent.values())
         ranked = sorted(spent.items(), key=lambda item: -item[1])
