@@ -131,6 +131,13 @@ class PropertyUpdate:
     received_at: datetime
 
 
+def may_update_properties(event: StoredEvent) -> bool:
+    """False for an event that says nothing about its person's properties (`property_updates` yields
+    nothing): the cheap test the loader makes on every event."""
+    properties = event.properties
+    return "$set" in properties or "$set_once" in properties or event.event == IDENTIFY_EVENT
+
+
 def property_updates(event: StoredEvent) -> Iterator[PropertyUpdate]:
     """What an event says about its person's properties."""
     properties = event.properties
