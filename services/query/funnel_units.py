@@ -1,6 +1,7 @@
 """Which query answers a funnel's units: the plain funnel's (funnel_sql), the plain funnel's with
-exclusions (funnel_excluding) or the general search's (funnel_chains). A unit is a person, or with `counting: totals` each step-1 event; trends split a
-person's units by entry period, all_events by the value on their step-1 events."""
+exclusions (funnel_excluding) or the general search's (funnel_chains). A unit is a person, or with
+`counting: totals` each step-1 event; trends split a person's units by entry period, all_events by the
+value on their step-1 events."""
 
 from __future__ import annotations
 
