@@ -1,4 +1,4 @@
-"""`make bench`, dashboard section: the overview's data, in the data directory the services will open.
+"""`make bench-query`, dashboard section: the overview's data, in the data directory the services will open.
 
     python -m bench.dashboard_data EVENTS USERS   (ANALYTICS_DATA_DIR says where; prints JSON)
 

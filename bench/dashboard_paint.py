@@ -1,5 +1,6 @@
-"""`make bench`, dashboard section (issue 17): the overview's first useful paint on 10M events, in Debian's
-headless Chromium (the browser test's options, tests/browser.py) against the real query and ETL service.
+"""`make bench-query`, dashboard section (issue 17): the overview's first useful paint on 10M events, in
+Debian's headless Chromium (the browser test's options, tests/browser.py) against the real query and ETL
+service.
 
     python -m bench --only dashboard [--scale 1.0]
 

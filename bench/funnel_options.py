@@ -1,4 +1,4 @@
-"""Issue 16's funnel figures for `make bench` (query section): time to convert, trends over 30 daily
+"""Issue 16's funnel figures for `make bench-query` (query section): time to convert, trends over 30 daily
 periods, and a funnel with one exclusion and a breakdown, each ours against DuckDB computing the same
 answer on the same rows and persons (the DuckDB connection of bench/query_baselines.py), and each as a
 ratio to our plain funnel timed in the same round.

@@ -1,4 +1,4 @@
-"""`make bench`, query section: our person funnel and cohort and two trends (bench/query_trends.py)
+"""`make bench-query`, query section: our person funnel and cohort and two trends (bench/query_trends.py)
 against DuckDB and PostgreSQL 15 on the same data, as streamed and settled; schema discovery's calls.
 
     python -m bench --only query [--scale 1.0] [--runs 3]

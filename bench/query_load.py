@@ -1,4 +1,4 @@
-"""`make bench`, query section: the data's way into the three engines. Generated with its persons
+"""`make bench-query`, query section: the data's way into the three engines. Generated with its persons
 (bench/query_data.py), exported for the baselines, loaded into ours as streamed and frozen
 SETTLE_SECONDS after the last block, loaded into DuckDB and PostgreSQL (each resolving the persons
 itself, checked against our resolver), the cohort summary rebuilt; later settled. The module doc of

@@ -1,4 +1,4 @@
-"""`make bench`, query section: issue 15's trends against DuckDB and PostgreSQL, and the schema
+"""`make bench-query`, query section: issue 15's trends against DuckDB and PostgreSQL, and the schema
 discovery calls, on the query data (bench/query_compare.py runs them as streamed and settled).
 
 * "trend_unique": a 30-day daily trend of unique persons of page_view, broken down by plan (top 25 by

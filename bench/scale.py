@@ -7,7 +7,7 @@ memory of the querying process.
 Sizes above BENCH_MAX_EVENTS (default 30M) are left out; `BENCH_MAX_EVENTS=100000000` adds 100M.
 Each size is the bench's data (bench/query_data.py: 10 events per user, 20% of users anonymous before
 signup), generated straight into the events table with its persons (a resolver round) and settled
-(OPTIMIZE FINAL, the state background merges converge to; `make bench` has the as-streamed figures).
+(OPTIMIZE FINAL, the state background merges converge to; `make bench-query` has the as-streamed figures).
 Every step runs in its own process, one after another: `prepare` generates, settles, rebuilds the cohort
 summary and exports the deduplicated events and the links (Parquet); then `query --system ours` and
 `query --system duckdb` (in-memory, with the properties column the trend reads; it resolves persons

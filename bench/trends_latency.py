@@ -1,6 +1,6 @@
 """Trend and schema-discovery latency in embedded ClickHouse (chDB), with DuckDB answering the same two
 trends over a copy of the deduplicated rows and the same persons as the baseline (issue 15's figures;
-`make bench`'s query section times them as streamed and settled, with PostgreSQL too). Rerun with:
+`make bench-query`'s query section times them as streamed and settled, with PostgreSQL too). Rerun with:
 
     python -m bench.trends_latency --events 1000000 [--runs 5] [--path DIR]
 
