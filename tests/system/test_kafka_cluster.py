@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -124,8 +125,7 @@ def test_topics_are_replicated_three_times_and_shortfalls_reported(pipeline: Pip
     described = {t["topic"]: t for t in describe_topics(pipeline.bootstrap)}
     for name in [*names, "__consumer_offsets"]:
         assert {len(p["replicas"]) for p in described[name]["partitions"]} == {3}, name
-    ready = httpx.get(f"{pipeline.ingest.url}/readyz", timeout=10).json()
-    assert ready["topics"] == {"replication": 3, "min_insync_replicas": 2, "warnings": []}
+    assert topic_report(pipeline.ingest.url) == {"replication": 3, "min_insync_replicas": 2, "warnings": []}
 
     # Topics another deployment created with replication 1 are used, but reported at start-up.
     weak = Environment(kafka=pipeline.bootstrap, clickhouse_url=None, workdir=pipeline.environment.workdir)
@@ -133,12 +133,25 @@ def test_topics_are_replicated_three_times_and_shortfalls_reported(pipeline: Pip
     ingest = weak.service("ingest")
     try:
         ingest.start()
-        warnings = httpx.get(f"{ingest.url}/readyz", timeout=10).json()["topics"]["warnings"]
+        warnings = topic_report(ingest.url)["warnings"]
         assert len(warnings) == 2, warnings  # replication 1 < 3, min.insync.replicas 1 < 2
         assert f"topic {Topics(weak.prefix).events} has replication 1, below the wanted 3" in warnings[0]
         assert "below the wanted 3" in ingest.tail(200)
     finally:
         ingest.kill()
+
+
+def topic_report(url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """/readyz's `topics`, once there: ingest checks its topics in the background after it starts
+    (services/ingest), and can be ready to publish before that check has answered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = httpx.get(f"{url}/readyz", timeout=10).json()
+        if "topics" in body:
+            return dict(body["topics"])
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"/readyz had no topic report within {timeout:.0f} s: {body}")
+        time.sleep(0.2)
 
 
 def create_unreplicated(bootstrap: str, topic: str) -> None:
