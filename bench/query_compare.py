@@ -69,7 +69,7 @@ TIMEOUT = 600.0
 QUERY_ROUNDS = 5
 # Baselines timed once, in the call checked against ours, instead of in every round: PostgreSQL's
 # answers take 6-50 s, so a single run's share of the machine's noise is small, and five rounds of them
-# took 7 of the query section's 17 minutes. Their ratio is taken against our median.
+# took about 6 of the query section's 17 minutes. Their ratio is taken against our median.
 TIMED_ONCE = {"PostgreSQL"}
 # New activity of 1% of the users, as arrives between two rebuilds of the cohort summary.
 NEW_ACTIVITY = f"""
