@@ -60,7 +60,6 @@ class ClickHouse:
         self.form = ClusterForm(database, cluster) if cluster else None
         # The event property keys with a materialized column (created by create_schema), which readers
         # read instead of the JSON (shared/contracts/materialized.py).
-        self.materialized_keys = materialized_keys
         self.materialized = materialized.MaterializedColumns.of(materialized_keys)
         self.query_timeout = query_timeout
         self._local = threading.local()
@@ -93,7 +92,7 @@ class ClickHouse:
         statements = [
             f"CREATE DATABASE IF NOT EXISTS {self.database}",
             *schema_statements(self.database),
-            *materialized.add_column_statements(self.database, self.materialized_keys),
+            *materialized.add_column_statements(self.database, self.materialized.columns),
         ]
         if self.cluster:
             statements = cluster_statements(statements[1:], self.database, self.cluster)

@@ -30,7 +30,6 @@ from shared.contracts.persons import (
     PropertyUpdate,
     distinct_number,
     links_of,
-    may_update_properties,
     property_updates,
 )
 from shared.contracts.storage import (
@@ -175,8 +174,7 @@ class PersonsRecorder:
             rows.append(event.to_row(did))
             if event.linked_ids:
                 links += links_of(event)
-            if may_update_properties(event):
-                updates += [(did, update) for update in property_updates(event)]
+            updates += [(did, update) for update in property_updates(event)]
         return batch
 
     def forget(self, distinct_ids: Iterable[str]) -> None:
@@ -321,8 +319,7 @@ async def load_in_bulk(clickhouse: ClickHouse, events: Sequence[StoredEvent]) ->
         did = numbers[event.user_id]
         batch.rows.append(event.to_row(did))
         batch.links += links_of(event)
-        if may_update_properties(event):
-            batch.updates += [(did, update) for update in property_updates(event)]
+        batch.updates += [(did, update) for update in property_updates(event)]
     recorder = PersonsRecorder(clickhouse, Resolver(clickhouse))
     await recorder.store(batch)
     await recorder.resolver.rebuild()

@@ -23,7 +23,7 @@ updates a person's properties, and how distinct ids are numbered.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -131,28 +131,25 @@ class PropertyUpdate:
     received_at: datetime
 
 
-def may_update_properties(event: StoredEvent) -> bool:
-    """False for an event that says nothing about its person's properties (`property_updates` yields
-    nothing): the cheap test the loader makes on every event."""
+def property_updates(event: StoredEvent) -> list[PropertyUpdate]:
+    """What an event says about its person's properties. Most events say nothing: those return at
+    the first test (the loader asks this of every event)."""
     properties = event.properties
-    return "$set" in properties or "$set_once" in properties or event.event == IDENTIFY_EVENT
-
-
-def property_updates(event: StoredEvent) -> Iterator[PropertyUpdate]:
-    """What an event says about its person's properties."""
-    properties = event.properties
+    identify = event.event == IDENTIFY_EVENT and event.source in IDENTIFY_SOURCES
+    if not identify and "$set" not in properties and "$set_once" not in properties:
+        return []
     updates: list[tuple[Mapping[str, Any], bool]] = []
-    if event.event == IDENTIFY_EVENT and event.source in IDENTIFY_SOURCES:
+    if identify:
         updates.append(({k: v for k, v in properties.items() if not k.startswith("$")}, False))
     for name, once in (("$set", False), ("$set_once", True)):
         values = properties.get(name)
         if isinstance(values, dict):
             updates.append((values, once))
-    for values, once in updates:
-        for key, value in values.items():
-            yield PropertyUpdate(
-                event.user_id, key, value, once, event.timestamp, event.event_id, event.received_at
-            )
+    return [
+        PropertyUpdate(event.user_id, key, value, once, event.timestamp, event.event_id, event.received_at)
+        for values, once in updates
+        for key, value in values.items()
+    ]
 
 
 def merged_properties(updates: Iterable[PropertyUpdate]) -> dict[str, Any]:
