@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         single.stop()
         cluster.kill()
     figures = figures_from(results)
-    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end"
-    figures[0].note = f"load average (1 min, other work included): {load}, {os.cpu_count()} CPUs"
     loads = (load_before, os.getloadavg()[0])
     path = write(Section("replication", started, time.monotonic() - clock, 1.0, figures, tree, loads), args)
     print(f"wrote {path}")
@@ -130,8 +128,8 @@ def figures_from(results: dict[str, tuple[list[float], list[float]]]) -> list[Fi
 
 def write(section: Section, args: argparse.Namespace) -> Path:
     """The figures as the "replication" section of bench/results/latest.* (bench/report.py)."""
-    section.figures[0].note += (
-        f"; `python -m bench.cluster_ingest --runs {args.runs} --seconds {args.seconds}`: both shapes "
+    section.figures[0].note = (
+        f"`python -m bench.cluster_ingest --runs {args.runs} --seconds {args.seconds}`: both shapes "
         "ran side by side in this one run, rounds alternating which went first; every broker shares the "
         "same 2 cores with ingest and wrk, so the ratio is replication's CPU cost on one host, with no "
         "network between brokers"
